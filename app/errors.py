@@ -1,0 +1,156 @@
+"""The error types of the data layer.
+
+Every error the package raises on purpose derives from :class:`DataLayerError`.
+Where the meaning matches a built-in, the error inherits it too, so callers may
+catch either (``except ValueError`` still catches a ``DimensionMismatchError``)::
+
+    DataLayerError
+    ├── ConfigurationError (ValueError)          bad or contradictory settings
+    ├── LifecycleError
+    │   ├── ResourceStartError                   a backend failed to start; the rest was rolled back
+    │   ├── ResourceStopError (ExceptionGroup)   one or more backends failed to stop
+    │   └── NotStartedError (RuntimeError)       used before start()
+    ├── BackendNotConfiguredError (LookupError)  the configured mode does not start this backend
+    ├── BackendClosedError (RuntimeError)        a call after close()
+    ├── EventBusError
+    │   ├── EventSerializationError (TypeError)  payload is not JSON-serialisable
+    │   ├── EventTooLargeError (ValueError)      encoded event over max_event_bytes
+    │   ├── BusClosedError (RuntimeError)        publish after close()
+    │   └── PublishError (ConnectionError)       the broker did not confirm in time
+    └── VectorIndexError
+        ├── DimensionMismatchError (ValueError)  vector of the wrong length
+        ├── InvalidVectorError (ValueError)      NaN, inf or zero vector
+        ├── InvalidIdentifierError (ValueError)  bad namespace, id or metadata
+        ├── SnapshotCorruptError                 a snapshot failed verification on load
+        └── IndexLockedError                     another process writes this index directory
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Self
+
+__all__ = [
+    "BackendClosedError",
+    "BackendNotConfiguredError",
+    "BusClosedError",
+    "ConfigurationError",
+    "DataLayerError",
+    "DimensionMismatchError",
+    "EventBusError",
+    "EventSerializationError",
+    "EventTooLargeError",
+    "IndexLockedError",
+    "InvalidIdentifierError",
+    "InvalidVectorError",
+    "LifecycleError",
+    "NotStartedError",
+    "PublishError",
+    "ResourceStartError",
+    "ResourceStopError",
+    "SnapshotCorruptError",
+    "VectorIndexError",
+]
+
+
+class DataLayerError(Exception):
+    """Root of every error raised on purpose by the data layer."""
+
+
+class ConfigurationError(DataLayerError, ValueError):
+    """The settings are invalid or contradict each other."""
+
+
+class LifecycleError(DataLayerError):
+    """Starting or stopping the backends went wrong."""
+
+
+class ResourceStartError(LifecycleError):
+    """A backend failed to start; everything started before it was stopped again."""
+
+    def __init__(self, resource: str, address: str, cause: BaseException) -> None:
+        self.resource = resource
+        self.address = address
+        self.cause = cause
+        detail = str(cause) or type(cause).__name__
+        super().__init__(
+            f"{resource} failed to start ({address}): {type(cause).__name__}: {detail}"
+        )
+
+
+class ResourceStopError(LifecycleError, ExceptionGroup[Exception]):
+    """One or more backends failed to stop; every failure is in ``exceptions``."""
+
+    def __new__(cls, message: str, exceptions: Sequence[Exception]) -> Self:
+        return super().__new__(cls, message, exceptions)
+
+    def derive(self, excs: Sequence[Exception]) -> ResourceStopError:
+        return ResourceStopError(self.message, excs)
+
+
+class NotStartedError(LifecycleError, RuntimeError):
+    """The data layer was used before ``start()``."""
+
+
+class BackendNotConfiguredError(DataLayerError, LookupError):
+    """The configured deployment mode does not start this backend."""
+
+
+class BackendClosedError(DataLayerError, RuntimeError):
+    """A call was made on a backend after ``close()``."""
+
+
+class EventBusError(DataLayerError):
+    """Root of the event bus errors."""
+
+
+class EventSerializationError(EventBusError, TypeError):
+    """The event's payload cannot be encoded as JSON."""
+
+
+class EventTooLargeError(EventBusError, ValueError):
+    """The encoded event is larger than ``max_event_bytes``."""
+
+
+class BusClosedError(EventBusError, RuntimeError):
+    """``publish`` was called after ``close()``."""
+
+
+class PublishError(EventBusError, ConnectionError):
+    """The broker did not accept or confirm the event within ``publish_timeout``."""
+
+
+class VectorIndexError(DataLayerError):
+    """Root of the vector index errors."""
+
+
+class DimensionMismatchError(VectorIndexError, ValueError):
+    """A vector's length differs from the index dimension."""
+
+    def __init__(self, expected: int, got: int, *, row: int | None = None) -> None:
+        self.expected = expected
+        self.got = got
+        self.row = row
+        where = "" if row is None else f" at row {row}"
+        super().__init__(f"vector{where} has dimension {got}, expected {expected}")
+
+
+class InvalidVectorError(VectorIndexError, ValueError):
+    """A vector contains NaN or inf, or is all zeros."""
+
+
+class InvalidIdentifierError(VectorIndexError, ValueError):
+    """A namespace, vector id or metadata value is not of the accepted form."""
+
+
+class SnapshotCorruptError(VectorIndexError):
+    """A snapshot on disk failed verification; nothing was loaded from it."""
+
+    def __init__(self, path: str, reason: str) -> None:
+        self.path = path
+        self.reason = reason
+        super().__init__(f"snapshot {path} is corrupt: {reason}")
+
+
+class IndexLockedError(VectorIndexError):
+    """Another process already writes to this index directory."""

@@ -1,0 +1,1 @@
+"""Benchmarks: each case prints the project's figure beside a raw baseline from the same run."""

@@ -1,0 +1,196 @@
+"""One settings model per backend; field names and defaults follow the original design."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
+from pydantic_settings import NoDecode
+
+from settings.enums import ApiAuth, EmbeddedPostgres, LogFormat
+from settings.secrets import mask_url
+
+__all__ = [
+    "ApiSettings",
+    "ElasticsearchSettings",
+    "EventsSettings",
+    "FaissSettings",
+    "LogSettings",
+    "PostgresSettings",
+    "RabbitMQSettings",
+    "RedisSettings",
+    "StateSettings",
+]
+
+MiB = 1024 * 1024
+PositiveSeconds = Annotated[float, Field(gt=0, allow_inf_nan=False)]
+
+
+def split_list(value: Any) -> Any:
+    """Accept a JSON list or a comma-separated string for list settings read from the env."""
+    if not isinstance(value, str):
+        return value
+    text = value.strip()
+    if text.startswith("["):
+        return json.loads(text)
+    return [item.strip() for item in text.split(",") if item.strip()]
+
+
+class Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class RedisSettings(Section):
+    """``REDIS__*``: ``url`` wins over host/port/db/password when set."""
+
+    host: str = "localhost"
+    port: int = Field(default=6379, gt=0, lt=65536)
+    db: int = Field(default=0, ge=0)
+    password: SecretStr | None = None
+    url: SecretStr | None = None
+    max_connections: int = Field(default=50, gt=0)
+    socket_timeout_s: PositiveSeconds = 5.0
+    connect_timeout_s: PositiveSeconds = 5.0
+
+    def connection_url(self) -> SecretStr:
+        """The URL to connect with, password included (keep it wrapped)."""
+        if self.url is not None:
+            return self.url
+        auth = "" if self.password is None else f":{self.password.get_secret_value()}@"
+        return SecretStr(f"redis://{auth}{self.host}:{self.port}/{self.db}")
+
+    def address(self) -> str:
+        """Where Redis is, with any password masked: safe for logs and errors."""
+        return mask_url(self.connection_url().get_secret_value())
+
+
+class PostgresSettings(Section):
+    """``POSTGRES__*``: ``dsn`` wins over host/port/database/user/password when set."""
+
+    host: str = "localhost"
+    port: int = Field(default=5432, gt=0, lt=65536)
+    database: str = "satellites"
+    user: str = "postgres"
+    password: SecretStr | None = None
+    dsn: SecretStr | None = None
+    min_connections: int = Field(default=2, gt=0)
+    max_connections: int = Field(default=10, gt=0)
+    embedded: EmbeddedPostgres = EmbeddedPostgres.AUTO
+    connect_timeout_s: PositiveSeconds = 10.0
+    command_timeout_s: PositiveSeconds = 30.0
+
+    @model_validator(mode="after")
+    def _pool_bounds(self) -> PostgresSettings:
+        if self.min_connections > self.max_connections:
+            msg = (
+                f"POSTGRES__MIN_CONNECTIONS ({self.min_connections}) must not exceed "
+                f"POSTGRES__MAX_CONNECTIONS ({self.max_connections})"
+            )
+            raise ValueError(msg)
+        return self
+
+    @property
+    def server_configured(self) -> bool:
+        """True when a DSN, host or port was given explicitly rather than left at its default."""
+        return bool({"dsn", "host", "port"} & self.model_fields_set)
+
+    def connection_dsn(self) -> SecretStr:
+        """The DSN to connect with, password included (keep it wrapped)."""
+        if self.dsn is not None:
+            return self.dsn
+        auth = self.user
+        if self.password is not None:
+            auth += f":{self.password.get_secret_value()}"
+        return SecretStr(f"postgresql://{auth}@{self.host}:{self.port}/{self.database}")
+
+    def address(self) -> str:
+        """Where Postgres is, with any password masked."""
+        return mask_url(self.connection_dsn().get_secret_value())
+
+
+class ElasticsearchSettings(Section):
+    """``ELASTICSEARCH__*``: the client starts only when ``hosts`` is not empty."""
+
+    hosts: Annotated[list[str], NoDecode] = Field(default_factory=list)
+    api_key: SecretStr | None = None
+    username: str | None = None
+    password: SecretStr | None = None
+    request_timeout_s: PositiveSeconds = 10.0
+    verify_certs: bool = True
+
+    _split_hosts = field_validator("hosts", mode="before")(split_list)
+
+    @property
+    def enabled(self) -> bool:
+        return bool(self.hosts)
+
+    def address(self) -> str:
+        return ",".join(mask_url(host) for host in self.hosts) or "(no hosts)"
+
+
+class RabbitMQSettings(Section):
+    """``RABBITMQ__*``: the connection starts only when ``EVENT_BUS=rabbitmq``."""
+
+    url: SecretStr | None = None
+    exchange: str = Field(default="datalayer.events", min_length=1)
+    connect_timeout_s: PositiveSeconds = 10.0
+    reconnect_interval_s: PositiveSeconds = 5.0
+    publish_timeout_s: PositiveSeconds = 5.0
+
+    def address(self) -> str:
+        if self.url is None:
+            return "(no url)"
+        return mask_url(self.url.get_secret_value())
+
+
+class EventsSettings(Section):
+    """``EVENTS__*``: behaviour shared by both event buses."""
+
+    handler_timeout_s: PositiveSeconds = 30.0
+    max_event_bytes: int = Field(default=MiB, gt=0)
+    close_timeout_s: PositiveSeconds = 10.0
+    retry_backoff_s: PositiveSeconds = 0.1
+
+
+class StateSettings(Section):
+    """``STATE__*``: the state backend (memory or Redis, per ``DEPLOYMENT_MODE``)."""
+
+    namespace: str = Field(default="datalayer", min_length=1)
+    max_value_bytes: int = Field(default=MiB, gt=0)
+    sweep_interval_s: PositiveSeconds = 30.0
+
+
+class FaissSettings(Section):
+    """``FAISS__*``: the vector index."""
+
+    index_path: Path = Path("./data/faiss")
+    dimension: int = Field(default=1536, gt=0, le=65536)
+    save_interval_s: float = Field(default=0.0, ge=0, allow_inf_nan=False)
+    threads: int = Field(default=0, ge=0)
+
+
+class LogSettings(Section):
+    """``LOG__*``: structlog output."""
+
+    level: Literal["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"] = "INFO"
+    format: LogFormat = LogFormat.CONSOLE
+
+    @field_validator("level", mode="before")
+    @classmethod
+    def _upper(cls, value: Any) -> Any:
+        return value.upper() if isinstance(value, str) else value
+
+
+class ApiSettings(Section):
+    """``API__*``: the HTTP service."""
+
+    host: str = "127.0.0.1"
+    port: int = Field(default=8000, gt=0, lt=65536)
+    auth: ApiAuth = ApiAuth.ENABLED
+    tokens: Annotated[list[SecretStr], NoDecode] = Field(default_factory=list)
+    rate_limit: int = Field(default=600, ge=0)
+    rate_limit_window_seconds: PositiveSeconds = 60.0
+
+    _split_tokens = field_validator("tokens", mode="before")(split_list)
