@@ -1,0 +1,137 @@
+"""The async data layer: one container for Redis, Postgres, Elasticsearch, RabbitMQ and FAISS.
+
+Public names are imported lazily (PEP 562), so that ``settings`` and ``containers`` can import
+``app.errors`` and friends without importing the whole package first.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from app.errors import (
+        BackendClosedError,
+        BackendNotConfiguredError,
+        BusClosedError,
+        ConfigurationError,
+        DataLayerError,
+        DimensionMismatchError,
+        EventBusError,
+        EventSerializationError,
+        EventTooLargeError,
+        IndexLockedError,
+        InvalidIdentifierError,
+        InvalidVectorError,
+        LifecycleError,
+        NotStartedError,
+        PublishError,
+        ResourceStartError,
+        ResourceStopError,
+        SnapshotCorruptError,
+        VectorIndexError,
+    )
+    from app.events import DataEvent, EventBus, InProcessEventBus, RabbitMQEventBus
+    from app.facade import DataLayer
+    from app.health import Health
+    from app.state import InMemoryStateBackend, RedisStateBackend, StateBackend
+    from app.vectors import VectorIndex, VectorMatch
+    from settings import ElasticsearchSettings as ElasticsearchConfig
+    from settings import FaissSettings as FaissConfig
+    from settings import PostgresSettings as PostgresConfig
+    from settings import RedisSettings as RedisConfig
+    from settings import Settings as DataLayerConfig
+
+_ERRORS = (
+    "BackendClosedError",
+    "BackendNotConfiguredError",
+    "BusClosedError",
+    "ConfigurationError",
+    "DataLayerError",
+    "DimensionMismatchError",
+    "EventBusError",
+    "EventSerializationError",
+    "EventTooLargeError",
+    "IndexLockedError",
+    "InvalidIdentifierError",
+    "InvalidVectorError",
+    "LifecycleError",
+    "NotStartedError",
+    "PublishError",
+    "ResourceStartError",
+    "ResourceStopError",
+    "SnapshotCorruptError",
+    "VectorIndexError",
+)
+
+# public name -> (module, attribute in that module)
+_EXPORTS: dict[str, tuple[str, str]] = {
+    "DataLayer": ("app.facade", "DataLayer"),
+    "Health": ("app.health", "Health"),
+    "DataLayerConfig": ("settings", "Settings"),
+    "RedisConfig": ("settings", "RedisSettings"),
+    "PostgresConfig": ("settings", "PostgresSettings"),
+    "ElasticsearchConfig": ("settings", "ElasticsearchSettings"),
+    "FaissConfig": ("settings", "FaissSettings"),
+    "DataEvent": ("app.events", "DataEvent"),
+    "EventBus": ("app.events", "EventBus"),
+    "InProcessEventBus": ("app.events", "InProcessEventBus"),
+    "RabbitMQEventBus": ("app.events", "RabbitMQEventBus"),
+    "StateBackend": ("app.state", "StateBackend"),
+    "InMemoryStateBackend": ("app.state", "InMemoryStateBackend"),
+    "RedisStateBackend": ("app.state", "RedisStateBackend"),
+    "VectorIndex": ("app.vectors", "VectorIndex"),
+    "VectorMatch": ("app.vectors", "VectorMatch"),
+    **{name: ("app.errors", name) for name in _ERRORS},
+}
+
+__all__ = [
+    "BackendClosedError",
+    "BackendNotConfiguredError",
+    "BusClosedError",
+    "ConfigurationError",
+    "DataEvent",
+    "DataLayer",
+    "DataLayerConfig",
+    "DataLayerError",
+    "DimensionMismatchError",
+    "ElasticsearchConfig",
+    "EventBus",
+    "EventBusError",
+    "EventSerializationError",
+    "EventTooLargeError",
+    "FaissConfig",
+    "Health",
+    "InMemoryStateBackend",
+    "InProcessEventBus",
+    "IndexLockedError",
+    "InvalidIdentifierError",
+    "InvalidVectorError",
+    "LifecycleError",
+    "NotStartedError",
+    "PostgresConfig",
+    "PublishError",
+    "RabbitMQEventBus",
+    "RedisConfig",
+    "RedisStateBackend",
+    "ResourceStartError",
+    "ResourceStopError",
+    "SnapshotCorruptError",
+    "StateBackend",
+    "VectorIndex",
+    "VectorIndexError",
+    "VectorMatch",
+]
+
+
+def __getattr__(name: str) -> Any:
+    if name not in _EXPORTS:
+        raise AttributeError(f"module 'app' has no attribute {name!r}")
+    module_name, attribute = _EXPORTS[name]
+    value = getattr(importlib.import_module(module_name), attribute)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(__all__))

@@ -84,9 +84,6 @@ class ResourceStopError(LifecycleError, ExceptionGroup[Exception]):
     def __new__(cls, message: str, exceptions: Sequence[Exception]) -> Self:
         return super().__new__(cls, message, exceptions)
 
-    def derive(self, excs: Sequence[Exception]) -> ResourceStopError:
-        return ResourceStopError(self.message, excs)
-
 
 class NotStartedError(LifecycleError, RuntimeError):
     """The data layer was used before ``start()``."""

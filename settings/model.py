@@ -36,6 +36,7 @@ class Settings(BaseSettings):
         env_nested_delimiter="__",
         case_sensitive=False,
         extra="ignore",
+        env_ignore_empty=True,
         frozen=True,
     )
 

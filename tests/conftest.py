@@ -3,10 +3,18 @@
 from __future__ import annotations
 
 import uuid
+from collections.abc import AsyncIterator
 
 import pytest
 
-from tests.services import POSTGRES_DSN, RABBITMQ_URL, REDIS_URL, require_service
+from tests.fakes.elasticsearch_server import FakeElasticsearch
+from tests.services import (
+    ELASTICSEARCH_URL,
+    POSTGRES_DSN,
+    RABBITMQ_URL,
+    REDIS_URL,
+    require_service,
+)
 
 
 @pytest.fixture
@@ -31,3 +39,13 @@ def postgres_dsn() -> str:
 def rabbitmq_url() -> str:
     """The real RabbitMQ on loopback; fails in CI and skips elsewhere when it is down."""
     return require_service("RabbitMQ", RABBITMQ_URL)
+
+
+@pytest.fixture
+async def elasticsearch_url() -> AsyncIterator[str]:
+    """A real Elasticsearch when ELASTICSEARCH_URL is set, otherwise the loopback HTTP fake."""
+    if ELASTICSEARCH_URL:
+        yield ELASTICSEARCH_URL
+        return
+    async with FakeElasticsearch() as url:
+        yield url

@@ -1,0 +1,110 @@
+"""``python -m app serve|check``: run the service, or check every backend once and exit."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import signal
+import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+import structlog
+import uvicorn
+
+from app.errors import DataLayerError
+from containers import build_lifecycle, check_readiness, create_container, readiness_table
+from settings import load_settings
+
+__all__ = ["main"]
+
+EXIT_NOT_READY = 1
+EXIT_BAD_START = 2
+EXIT_INTERRUPTED = 130
+EXIT_TERMINATED = 143
+
+log = structlog.get_logger(__name__)
+
+
+def cancel_on_sigterm() -> None:
+    """SIGTERM cancels the running command, so that whatever started is stopped again."""
+    task = asyncio.current_task()
+    assert task is not None
+    asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, task.cancel)
+
+
+async def check() -> int:
+    """Start the lifecycle, print the readiness table, exit non-zero if anything is not ready."""
+    cancel_on_sigterm()
+    container = create_container(load_settings())
+    async with build_lifecycle(container) as lifecycle:
+        results = await check_readiness(lifecycle)
+    print(readiness_table(results))
+    return 0 if all(result.ok for result in results.values()) else EXIT_NOT_READY
+
+
+class GracefulServer(uvicorn.Server):
+    """uvicorn re-raises SIGTERM/SIGINT after shutdown (exit by signal); we exit 0 instead."""
+
+    @contextmanager
+    def capture_signals(self) -> Iterator[None]:
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, self.handle_exit, sig, None)
+        try:
+            yield
+        finally:
+            for sig in (signal.SIGINT, signal.SIGTERM):
+                loop.remove_signal_handler(sig)
+
+
+async def serve(host: str | None, port: int | None) -> int:
+    """Start the backends, then serve the API until interrupted; stop everything after."""
+    from app.web import create_app
+
+    cancel_on_sigterm()
+    settings = load_settings()
+    app = create_app(create_container(settings))
+    lifecycle = app.state.lifecycle
+    await lifecycle.start()
+    try:
+        config = uvicorn.Config(
+            app,
+            host=host or settings.api.host,
+            port=port or settings.api.port,
+            log_config=None,
+            lifespan="on",
+        )
+        server = GracefulServer(config)
+        await server.serve()
+        return 0 if server.started else EXIT_BAD_START
+    finally:
+        await lifecycle.stop()
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m app", description=__doc__)
+    commands = parser.add_subparsers(dest="command", required=True)
+    serve_parser = commands.add_parser("serve", help="serve the HTTP API")
+    serve_parser.add_argument("--host", help="bind address (default API__HOST, 127.0.0.1)")
+    serve_parser.add_argument("--port", type=int, help="port (default API__PORT, 8000)")
+    commands.add_parser("check", help="start every backend, print readiness, stop")
+    args = parser.parse_args(argv)
+    try:
+        if args.command == "check":
+            return asyncio.run(check())
+        return asyncio.run(serve(args.host, args.port))
+    except DataLayerError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        if isinstance(exc, ExceptionGroup):
+            for inner in exc.exceptions:
+                print(f"  - {type(inner).__name__}: {inner}", file=sys.stderr)
+        return EXIT_BAD_START
+    except KeyboardInterrupt:
+        return EXIT_INTERRUPTED
+    except asyncio.CancelledError:
+        return EXIT_TERMINATED
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,81 @@
+"""An embedded, real Postgres (``pgserver``) under ``DATA_DIR/postgres`` for single-node runs.
+
+``pgserver`` hands out one server object per data directory and process, so two handles in one
+process share a server; a reference count here stops it only when the last user leaves.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+import warnings
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from pathlib import Path
+from typing import Any
+
+import asyncpg
+import structlog
+
+__all__ = ["embedded_postgres"]
+
+log = structlog.get_logger(__name__)
+
+_users: dict[Path, int] = {}
+_users_lock = threading.Lock()
+
+
+def _start(pgdata: Path) -> tuple[Path, Any]:
+    with warnings.catch_warnings():
+        # platformdirs warns at pgserver's import when XDG_RUNTIME_DIR is unset; harmless here.
+        warnings.filterwarnings("ignore", message="XDG_RUNTIME_DIR is not set")
+        from pgserver.postgres_server import get_server
+
+    pgdata = pgdata.expanduser().resolve()
+    pgdata.parent.mkdir(parents=True, exist_ok=True)
+    with _users_lock:
+        server = get_server(pgdata, cleanup_mode="stop")
+        _users[pgdata] = _users.get(pgdata, 0) + 1
+    return pgdata, server
+
+
+def _stop(pgdata: Path, server: Any) -> None:
+    with _users_lock:
+        _users[pgdata] -= 1
+        if _users[pgdata] > 0:
+            return
+        del _users[pgdata]
+        server.cleanup()
+
+
+async def _ensure_database(admin_uri: str, database: str) -> None:
+    connection = await asyncpg.connect(admin_uri)
+    try:
+        exists = await connection.fetchval("SELECT 1 FROM pg_database WHERE datname = $1", database)
+        if not exists:
+            quoted = '"' + database.replace('"', '""') + '"'
+            await connection.execute(f"CREATE DATABASE {quoted}")
+    finally:
+        await connection.close()
+
+
+@asynccontextmanager
+async def embedded_postgres(pgdata: Path, database: str) -> AsyncIterator[str]:
+    """Start (or join) the embedded server, make sure ``database`` exists, yield its URI.
+
+    The server is stopped on exit, also when the start is cancelled half-way.
+    """
+    starting = asyncio.get_running_loop().run_in_executor(None, _start, pgdata)
+    try:
+        pgdata, server = await asyncio.shield(starting)
+    except asyncio.CancelledError:
+        pgdata, server = await starting
+        await asyncio.to_thread(_stop, pgdata, server)
+        raise
+    log.info("postgres.embedded_started", pgdata=str(pgdata), pid=server.get_pid())
+    try:
+        await _ensure_database(server.get_uri("postgres"), database)
+        yield str(server.get_uri(database))
+    finally:
+        await asyncio.shield(asyncio.to_thread(_stop, pgdata, server))
+        log.info("postgres.embedded_stopped", pgdata=str(pgdata))

@@ -1,0 +1,54 @@
+"""The Postgres resource: an ``asyncpg`` pool, on the embedded server or a configured one."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+import asyncpg
+
+from app.backends.embedded_postgres import embedded_postgres
+from settings import PostgresSettings, Settings
+
+__all__ = ["ping_postgres", "postgres_pool"]
+
+POOL_CLOSE_TIMEOUT_S = 10.0
+
+
+@asynccontextmanager
+async def _pool(dsn: str, settings: PostgresSettings) -> AsyncIterator[asyncpg.Pool]:
+    pool = await asyncpg.create_pool(
+        dsn,
+        min_size=settings.min_connections,
+        max_size=settings.max_connections,
+        timeout=settings.connect_timeout_s,
+        command_timeout=settings.command_timeout_s,
+    )
+    try:
+        yield pool
+    finally:
+        try:
+            await asyncio.wait_for(pool.close(), POOL_CLOSE_TIMEOUT_S)
+        except BaseException:
+            pool.terminate()
+            raise
+
+
+async def postgres_pool(settings: Settings) -> AsyncIterator[asyncpg.Pool]:
+    """Yield a pool on the embedded server (single_node without a server) or the configured one."""
+    if settings.embedded_postgres:
+        pgdata = settings.data_dir / "postgres"
+        async with (
+            embedded_postgres(pgdata, settings.postgres.database) as uri,
+            _pool(uri, settings.postgres) as pool,
+        ):
+            yield pool
+        return
+    dsn = settings.postgres.connection_dsn().get_secret_value()
+    async with _pool(dsn, settings.postgres) as pool:
+        yield pool
+
+
+async def ping_postgres(pool: asyncpg.Pool) -> None:
+    await pool.fetchval("SELECT 1")

@@ -1,0 +1,31 @@
+"""The Redis resource: a ``redis.asyncio.Redis`` on its own connection pool."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+
+import redis.asyncio as aioredis
+
+from settings import RedisSettings
+
+__all__ = ["ping_redis", "redis_client"]
+
+
+async def redis_client(settings: RedisSettings) -> AsyncIterator[aioredis.Redis]:
+    """Create the client (it owns its pool), check it answers ``PING``, ``aclose()`` it at stop."""
+    pool = aioredis.ConnectionPool.from_url(
+        settings.connection_url().get_secret_value(),
+        max_connections=settings.max_connections,
+        socket_timeout=settings.socket_timeout_s,
+        socket_connect_timeout=settings.connect_timeout_s,
+    )
+    client = aioredis.Redis.from_pool(pool)
+    try:
+        await client.ping()
+        yield client
+    finally:
+        await client.aclose()
+
+
+async def ping_redis(client: aioredis.Redis) -> None:
+    await client.ping()

@@ -1,0 +1,73 @@
+"""Typed accessors: mypy sees a ``Selector`` as ``Any``; these return what the providers give.
+
+Each resolves the container's public provider (an override included), so call them after the
+lifecycle has started the backends: an unstarted async ``Resource`` would start on first use.
+"""
+
+from __future__ import annotations
+
+import inspect
+from typing import Any, cast
+
+import asyncpg
+import redis.asyncio as aioredis
+from aio_pika.abc import AbstractRobustConnection
+from elasticsearch import AsyncElasticsearch
+
+from app.events import EventBus
+from app.state import StateBackend
+from app.vectors import VectorIndex
+from containers.application import Container
+from settings import Settings
+
+__all__ = [
+    "get_elasticsearch",
+    "get_event_bus",
+    "get_postgres",
+    "get_rabbitmq",
+    "get_redis",
+    "get_settings",
+    "get_state_backend",
+    "get_vectors",
+    "resolve",
+]
+
+
+async def resolve(provider: Any) -> Any:
+    """Call a provider and await its result if it is awaitable (async resources are)."""
+    value = provider()
+    if inspect.isawaitable(value):
+        return await value
+    return value
+
+
+async def get_settings(container: Container) -> Settings:
+    return cast(Settings, await resolve(container.settings))
+
+
+async def get_redis(container: Container) -> aioredis.Redis:
+    return cast(aioredis.Redis, await resolve(container.redis))
+
+
+async def get_postgres(container: Container) -> asyncpg.Pool:
+    return cast(asyncpg.Pool, await resolve(container.postgres))
+
+
+async def get_elasticsearch(container: Container) -> AsyncElasticsearch:
+    return cast(AsyncElasticsearch, await resolve(container.elasticsearch))
+
+
+async def get_rabbitmq(container: Container) -> AbstractRobustConnection:
+    return cast(AbstractRobustConnection, await resolve(container.rabbitmq))
+
+
+async def get_state_backend(container: Container) -> StateBackend:
+    return cast(StateBackend, await resolve(container.state_backend))
+
+
+async def get_event_bus(container: Container) -> EventBus:
+    return cast(EventBus, await resolve(container.event_bus))
+
+
+async def get_vectors(container: Container) -> VectorIndex:
+    return cast(VectorIndex, await resolve(container.vectors))

@@ -1,0 +1,63 @@
+"""The events layer: in-process or RabbitMQ bus, chosen by a ``Selector`` on ``EVENT_BUS``."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+
+from aio_pika.abc import AbstractRobustConnection
+from dependency_injector import containers, providers
+
+from app.events import InProcessEventBus, RabbitMQEventBus
+from settings import EventsSettings, RabbitMQSettings, Settings
+
+__all__ = ["EventsContainer", "inprocess_bus", "rabbitmq_bus"]
+
+
+async def inprocess_bus(settings: EventsSettings) -> AsyncIterator[InProcessEventBus]:
+    """An in-process bus; at stop it drains handlers in flight up to ``close_timeout_s``."""
+    bus = InProcessEventBus(
+        handler_timeout_s=settings.handler_timeout_s,
+        max_event_bytes=settings.max_event_bytes,
+        retry_backoff_s=settings.retry_backoff_s,
+    )
+    await bus.start()
+    try:
+        yield bus
+    finally:
+        await bus.close(settings.close_timeout_s)
+
+
+async def rabbitmq_bus(
+    connection: AbstractRobustConnection, settings: EventsSettings, broker: RabbitMQSettings
+) -> AsyncIterator[RabbitMQEventBus]:
+    """A RabbitMQ bus on the shared connection; closed (drained) before the connection closes."""
+    bus = RabbitMQEventBus(
+        connection,
+        exchange=broker.exchange,
+        publish_timeout_s=broker.publish_timeout_s,
+        handler_timeout_s=settings.handler_timeout_s,
+        max_event_bytes=settings.max_event_bytes,
+        retry_backoff_s=settings.retry_backoff_s,
+    )
+    await bus.start()
+    try:
+        yield bus
+    finally:
+        await bus.close(settings.close_timeout_s)
+
+
+class EventsContainer(containers.DeclarativeContainer):
+    """``bus`` selects the in-process or the RabbitMQ bus by ``EVENT_BUS``."""
+
+    settings = providers.Dependency(instance_of=Settings)
+    rabbitmq = providers.Dependency(instance_of=AbstractRobustConnection)
+
+    inprocess = providers.Resource(inprocess_bus, settings.provided.events)
+    rabbitmq_bus = providers.Resource(
+        rabbitmq_bus, rabbitmq, settings.provided.events, settings.provided.rabbitmq
+    )
+    bus = providers.Selector(
+        settings.provided.event_bus,
+        inprocess=inprocess,
+        rabbitmq=rabbitmq_bus,
+    )

@@ -1,0 +1,201 @@
+"""Our lifecycle on top of dependency-injector's ``Resource`` providers.
+
+``init_resources()`` starts every ``Selector`` branch, leaves siblings open when one fails and
+stops tearing down at the first error. This lifecycle instead starts only the units it is given,
+each as soon as the units it depends on are up (independent ones concurrently); a failed start
+stops what was started, in reverse; stop runs in reverse start order, each unit with its own
+timeout, continuing past failures and raising them all together.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import inspect
+import time
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass
+from types import TracebackType
+from typing import Any, Self
+
+import structlog
+
+from app.errors import NotStartedError, ResourceStartError, ResourceStopError
+
+__all__ = ["Lifecycle", "ResourceUnit"]
+
+log = structlog.get_logger(__name__)
+
+Ping = Callable[[Any], Awaitable[object]]
+
+
+@dataclass(frozen=True)
+class ResourceUnit:
+    """One backend to start and stop: its provider, what it needs first, how to ping it."""
+
+    name: str
+    provider: Any
+    address: str = "-"
+    depends_on: tuple[str, ...] = ()
+    ping: Ping | None = None
+    start_timeout_s: float = 30.0
+    stop_timeout_s: float = 10.0
+
+
+async def _maybe_await(value: object) -> Any:
+    if inspect.isawaitable(value):
+        return await value
+    return value
+
+
+def _ms_since(started: float) -> float:
+    return round((time.perf_counter() - started) * 1000, 2)
+
+
+class Lifecycle:
+    """Start and stop a set of ``ResourceUnit``s; an async context manager, idempotent."""
+
+    def __init__(self, units: Sequence[ResourceUnit]) -> None:
+        names = [unit.name for unit in units]
+        if len(set(names)) != len(names):
+            raise ValueError(f"unit names must be unique, got {names}")
+        self._units = {unit.name: unit for unit in units}
+        for unit in units:
+            missing = [dep for dep in unit.depends_on if dep not in self._units]
+            if missing:
+                raise ValueError(f"unit {unit.name!r} depends on unknown units {missing}")
+        self._check_acyclic()
+        self._started: list[ResourceUnit] = []
+        self._values: dict[str, Any] = {}
+        self._lock = asyncio.Lock()
+
+    def _check_acyclic(self) -> None:
+        done: set[str] = set()
+        remaining = dict(self._units)
+        while remaining:
+            ready = [n for n, u in remaining.items() if set(u.depends_on) <= done]
+            if not ready:
+                raise ValueError(f"units depend on each other in a cycle: {sorted(remaining)}")
+            for name in ready:
+                done.add(name)
+                del remaining[name]
+
+    @property
+    def units(self) -> tuple[ResourceUnit, ...]:
+        return tuple(self._units.values())
+
+    @property
+    def started(self) -> tuple[str, ...]:
+        """Names of the running units, in the order they started."""
+        return tuple(unit.name for unit in self._started)
+
+    def value(self, name: str) -> Any:
+        """The object a started unit yielded (a client, a pool, a backend)."""
+        if name not in self._values:
+            raise NotStartedError(f"resource {name!r} is not started")
+        return self._values[name]
+
+    async def __aenter__(self) -> Self:
+        await self.start()
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.stop()
+
+    async def start(self) -> None:
+        """Start every unit after its dependencies; on a failure stop all and raise."""
+        async with self._lock:
+            if self._started:
+                return
+            try:
+                failure = await self._start_all()
+            except BaseException:
+                # Cancelled while starting: stop what started (stop errors are logged there).
+                await self._stop_all(raise_errors=False)
+                raise
+            if failure is not None:
+                unit, cause = failure
+                log.error(
+                    "resources.start_failed",
+                    resource=unit.name,
+                    address=unit.address,
+                    error=f"{type(cause).__name__}: {cause}",
+                )
+                try:
+                    await self._stop_all()
+                except ResourceStopError as stop_error:
+                    raise ResourceStartError(unit.name, unit.address, cause) from stop_error
+                raise ResourceStartError(unit.name, unit.address, cause) from cause
+
+    async def _start_all(self) -> tuple[ResourceUnit, BaseException] | None:
+        pending = dict(self._units)
+        running: dict[asyncio.Task[Any], ResourceUnit] = {}
+        failure: tuple[ResourceUnit, BaseException] | None = None
+        started_names: set[str] = set()
+        try:
+            while (pending or running) and failure is None:
+                for name, unit in list(pending.items()):
+                    if set(unit.depends_on) <= started_names:
+                        running[asyncio.create_task(self._start_one(unit))] = unit
+                        del pending[name]
+                done, _ = await asyncio.wait(running, return_when=asyncio.FIRST_COMPLETED)
+                for task in done:
+                    unit = running.pop(task)
+                    if task.exception() is None:
+                        started_names.add(unit.name)
+                    elif failure is None:
+                        failure = (unit, task.exception() or RuntimeError("unknown"))
+        finally:
+            # After a failure (or if we are cancelled), let the units already starting finish
+            # or fail, so that everything that did start is known and can be stopped.
+            for task in running:
+                task.cancel()
+            for task, unit in running.items():
+                try:
+                    await task
+                except BaseException as exc:
+                    if failure is None and not isinstance(exc, asyncio.CancelledError):
+                        failure = (unit, exc)
+        return failure
+
+    async def _start_one(self, unit: ResourceUnit) -> None:
+        started = time.perf_counter()
+        async with asyncio.timeout(unit.start_timeout_s):
+            value = await _maybe_await(unit.provider.init())
+        self._values[unit.name] = value
+        self._started.append(unit)
+        log.info("resources.started", resource=unit.name, duration_ms=_ms_since(started))
+
+    async def stop(self) -> None:
+        """Stop started units in reverse order; raise every failure in a ``ResourceStopError``."""
+        async with self._lock:
+            await self._stop_all()
+
+    async def _stop_all(self, *, raise_errors: bool = True) -> None:
+        errors: list[Exception] = []
+        while self._started:
+            unit = self._started.pop()
+            self._values.pop(unit.name, None)
+            started = time.perf_counter()
+            try:
+                async with asyncio.timeout(unit.stop_timeout_s):
+                    await _maybe_await(unit.provider.shutdown())
+            except TimeoutError:
+                error: Exception = TimeoutError(
+                    f"{unit.name} did not stop within {unit.stop_timeout_s} s"
+                )
+                errors.append(error)
+                log.error(  # noqa: TRY400 - the error is raised with the others below
+                    "resources.stop_failed", resource=unit.name, error=str(error)
+                )
+            except Exception as exc:
+                errors.append(exc)
+                log.error("resources.stop_failed", resource=unit.name, error=repr(exc))  # noqa: TRY400
+            else:
+                log.info("resources.stopped", resource=unit.name, duration_ms=_ms_since(started))
+        if errors and raise_errors:
+            raise ResourceStopError(f"{len(errors)} resource(s) failed to stop", errors)

@@ -1,0 +1,105 @@
+"""Readiness: ping every started resource concurrently, each within its own timeout."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass
+from typing import Literal
+
+from containers.lifecycle import Lifecycle, ResourceUnit
+
+__all__ = ["Readiness", "check_readiness", "ping_all", "readiness_table"]
+
+DEFAULT_PING_TIMEOUT_S = 2.0
+
+Check = Callable[[], Awaitable[object]]
+
+
+@dataclass(frozen=True)
+class Readiness:
+    """How one backend answered its ping."""
+
+    resource: str
+    status: Literal["ok", "error"]
+    latency_ms: float
+    address: str = "-"
+    error: str | None = None
+
+    @property
+    def ok(self) -> bool:
+        return self.status == "ok"
+
+    def as_json(self) -> dict[str, object]:
+        return {
+            "status": self.status,
+            "latency_ms": self.latency_ms,
+            "address": self.address,
+            "error": self.error,
+        }
+
+
+async def _run_check(name: str, check: Check, address: str, timeout_s: float) -> Readiness:
+    started = time.perf_counter()
+    error: str | None = None
+    try:
+        async with asyncio.timeout(timeout_s):
+            await check()
+    except TimeoutError:
+        error = f"no answer within {timeout_s} s"
+    except Exception as exc:  # the error text is the result of a readiness check
+        error = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
+    latency_ms = round((time.perf_counter() - started) * 1000, 2)
+    return Readiness(name, "ok" if error is None else "error", latency_ms, address, error)
+
+
+async def ping_all(
+    checks: Mapping[str, Check],
+    *,
+    timeout_s: float = DEFAULT_PING_TIMEOUT_S,
+    addresses: Mapping[str, str] | None = None,
+) -> dict[str, Readiness]:
+    """Run every check concurrently, each bounded by ``timeout_s``; never raises."""
+    addresses = addresses or {}
+    results = await asyncio.gather(
+        *(
+            _run_check(name, check, addresses.get(name, "-"), timeout_s)
+            for name, check in checks.items()
+        )
+    )
+    return {result.resource: result for result in results}
+
+
+def _unit_check(lifecycle: Lifecycle, unit: ResourceUnit) -> Check:
+    async def check() -> object:
+        assert unit.ping is not None
+        return await unit.ping(lifecycle.value(unit.name))
+
+    return check
+
+
+async def check_readiness(
+    lifecycle: Lifecycle, *, timeout_s: float = DEFAULT_PING_TIMEOUT_S
+) -> dict[str, Readiness]:
+    """Ping every unit that has a ping; a unit that is not running reports an error."""
+    units = [unit for unit in lifecycle.units if unit.ping is not None]
+    return await ping_all(
+        {unit.name: _unit_check(lifecycle, unit) for unit in units},
+        timeout_s=timeout_s,
+        addresses={unit.name: unit.address for unit in units},
+    )
+
+
+def readiness_table(results: dict[str, Readiness]) -> str:
+    """A plain-text table of the readiness results, one backend per line."""
+    rows = [("backend", "status", "latency_ms", "address", "error")]
+    rows += [
+        (r.resource, r.status, f"{r.latency_ms:.2f}", r.address, r.error or "")
+        for r in results.values()
+    ]
+    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
+    return "\n".join(
+        "  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=True)).rstrip()
+        for row in rows
+    )

@@ -1,0 +1,170 @@
+"""``python -m app check|serve`` as a user runs them: exit codes, messages, nothing left behind."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import httpx
+import pytest
+
+pytestmark = pytest.mark.integration
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def app_env(tmp_path: Path, **extra: str) -> dict[str, str]:
+    """A clean environment: only PATH-like basics, the data dir, and what the test sets."""
+    keep = {k: v for k, v in os.environ.items() if k in {"PATH", "HOME", "LANG", "TMPDIR"}}
+    return {
+        **keep,
+        "DATA_DIR": str(tmp_path / "data"),
+        "FAISS__INDEX_PATH": str(tmp_path / "faiss"),
+        "FAISS__DIMENSION": "8",
+        "LOG__LEVEL": "WARNING",
+        **extra,
+    }
+
+
+def run_app(tmp_path: Path, *args: str, **env: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "app", *args],
+        cwd=tmp_path,
+        env=app_env(tmp_path, **env),
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+
+
+def test_check_single_node_with_nothing_installed(tmp_path: Path) -> None:
+    """check on the embedded defaults prints a ready table and exits 0; Postgres is stopped."""
+    result = run_app(tmp_path, "check")
+    assert result.returncode == 0, result.stderr
+    lines = result.stdout.splitlines()
+    assert lines[0].split() == ["backend", "status", "latency_ms", "address", "error"]
+    statuses = {line.split()[0]: line.split()[1] for line in lines[1:]}
+    assert statuses == {"postgres": "ok", "state": "ok", "events": "ok", "vectors": "ok"}
+    assert not (tmp_path / "data" / "postgres" / "postmaster.pid").exists()
+
+
+def test_check_distributed_against_local_services(
+    tmp_path: Path, redis_url: str, postgres_dsn: str, rabbitmq_url: str, unique_name: str
+) -> None:
+    """check in distributed mode with RabbitMQ reports every backend ready."""
+    result = run_app(
+        tmp_path,
+        "check",
+        DEPLOYMENT_MODE="distributed",
+        EVENT_BUS="rabbitmq",
+        REDIS__URL=redis_url,
+        POSTGRES__DSN=postgres_dsn,
+        RABBITMQ__URL=rabbitmq_url,
+        RABBITMQ__EXCHANGE=unique_name,
+        STATE__NAMESPACE=unique_name,
+    )
+    assert result.returncode == 0, result.stderr
+    names = {line.split()[0] for line in result.stdout.splitlines()[1:]}
+    assert names == {"redis", "postgres", "rabbitmq", "state", "events", "vectors"}
+
+
+def test_bad_configuration_exits_2_with_one_message(tmp_path: Path) -> None:
+    """An unknown mode exits 2 with a one-line message naming the variable; no traceback."""
+    result = run_app(tmp_path, "check", DEPLOYMENT_MODE="cluster")
+    assert result.returncode == 2
+    assert "Traceback" not in result.stderr
+    assert "DEPLOYMENT_MODE" in result.stderr
+    assert "'single_node' or 'distributed'" in result.stderr
+
+
+def postgres_processes_for(pgdata: Path) -> list[str]:
+    """Command lines of running postgres processes that serve ``pgdata``."""
+    found = []
+    for proc in Path("/proc").iterdir():
+        if not proc.name.isdigit():
+            continue
+        try:
+            cmdline = (proc / "cmdline").read_bytes().replace(b"\0", b" ").decode()
+        except OSError:
+            continue
+        if "postgres" in cmdline and str(pgdata) in cmdline:
+            found.append(cmdline)
+    return found
+
+
+def test_unreachable_backend_exits_2_and_leaves_nothing_running(tmp_path: Path) -> None:
+    """An unreachable Elasticsearch exits 2 naming it; the embedded Postgres is stopped again."""
+    result = run_app(
+        tmp_path,
+        "check",
+        ELASTICSEARCH__HOSTS="http://elastic:pw@127.0.0.1:1",
+        ELASTICSEARCH__REQUEST_TIMEOUT_S="2",
+    )
+    assert result.returncode == 2, result.stderr
+    assert "Traceback" not in result.stderr
+    assert "error: elasticsearch failed to start (http://elastic:***@127.0.0.1:1)" in result.stderr
+    assert "pw@" not in result.stderr
+    pgdata = tmp_path / "data" / "postgres"
+    assert (pgdata / "PG_VERSION").exists(), "the embedded Postgres was not even started"
+    assert not (pgdata / "postmaster.pid").exists()
+    assert postgres_processes_for(pgdata) == []
+
+
+def test_unreachable_redis_in_distributed_mode_exits_2(tmp_path: Path, postgres_dsn: str) -> None:
+    """distributed with an unreachable Redis exits 2 with the masked Redis address."""
+    result = run_app(
+        tmp_path,
+        "check",
+        DEPLOYMENT_MODE="distributed",
+        REDIS__URL="redis://:pw@127.0.0.1:1/0",
+        POSTGRES__DSN=postgres_dsn,
+    )
+    assert result.returncode == 2, result.stderr
+    assert "Traceback" not in result.stderr
+    assert "error: redis failed to start (redis://:***@127.0.0.1:1/0)" in result.stderr
+    assert "pw@" not in result.stderr
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def test_serve_answers_health_and_stops_cleanly(tmp_path: Path) -> None:
+    """serve answers /health/live and /health/ready, and on SIGTERM stops its embedded Postgres."""
+    port = free_port()
+    process = subprocess.Popen(
+        [sys.executable, "-m", "app", "serve", "--port", str(port)],
+        cwd=tmp_path,
+        env=app_env(tmp_path, API__AUTH="disabled"),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        deadline = time.monotonic() + 90
+        while True:
+            try:
+                live = httpx.get(f"http://127.0.0.1:{port}/health/live", timeout=1)
+                break
+            except httpx.TransportError:
+                assert process.poll() is None, process.communicate()[1]
+                assert time.monotonic() < deadline, "serve did not answer within 90 s"
+                time.sleep(0.2)
+        assert live.status_code == 200
+        ready = httpx.get(f"http://127.0.0.1:{port}/health/ready", timeout=5)
+        assert ready.status_code == 200
+        assert ready.json()["backends"]["postgres"]["status"] == "ok"
+        assert (tmp_path / "data" / "postgres" / "postmaster.pid").exists()
+    finally:
+        process.send_signal(signal.SIGTERM)
+        _, stderr = process.communicate(timeout=60)
+    assert process.returncode == 0, stderr
+    assert not (tmp_path / "data" / "postgres" / "postmaster.pid").exists()

@@ -1,0 +1,200 @@
+"""The lifecycle: ordered, concurrent start; rollback; reverse stop with timeouts and all errors."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+from structlog.testing import capture_logs
+
+from app.errors import NotStartedError, ResourceStartError, ResourceStopError
+from containers import Lifecycle, check_readiness
+from tests.fakes.resources import Journal, fake_unit
+
+
+async def test_independent_units_start_concurrently() -> None:
+    """Two units without dependencies are both starting before either has finished."""
+    journal = Journal()
+    units = [fake_unit(journal, n, start_delay_s=0.05) for n in ("a", "b")]
+    async with Lifecycle(units):
+        assert journal.entries[:2] == [("start", "a"), ("start", "b")]
+    assert sorted(journal.names("stopped")) == ["a", "b"]
+
+
+async def test_unit_starts_only_after_its_dependencies() -> None:
+    """A dependent unit's start begins after each of its dependencies has started."""
+    journal = Journal()
+    units = [
+        fake_unit(journal, "app", depends_on=("db", "cache")),
+        fake_unit(journal, "db", start_delay_s=0.03),
+        fake_unit(journal, "cache", start_delay_s=0.01),
+    ]
+    async with Lifecycle(units) as lifecycle:
+        order = journal.entries
+        assert order.index(("start", "app")) > order.index(("started", "db"))
+        assert order.index(("start", "app")) > order.index(("started", "cache"))
+        assert lifecycle.started == ("cache", "db", "app")
+
+
+async def test_stop_runs_in_reverse_start_order() -> None:
+    """Units stop in the reverse of the order they finished starting."""
+    journal = Journal()
+    units = [
+        fake_unit(journal, "db"),
+        fake_unit(journal, "state", depends_on=("db",)),
+        fake_unit(journal, "web", depends_on=("state",)),
+    ]
+    async with Lifecycle(units):
+        pass
+    assert journal.names("stop") == ["web", "state", "db"]
+
+
+async def test_failed_start_rolls_back_and_names_the_backend() -> None:
+    """A failing unit stops everything already started and raises one error naming it."""
+    journal = Journal()
+    units = [
+        fake_unit(journal, "db"),
+        fake_unit(journal, "slow", start_delay_s=0.05),
+        fake_unit(journal, "broker", fail_start=ConnectionRefusedError("port 5672 refused")),
+    ]
+    lifecycle = Lifecycle(units)
+    with pytest.raises(ResourceStartError) as caught:
+        await lifecycle.start()
+    message = str(caught.value)
+    assert "broker" in message
+    assert "fake://user:***@broker" in message
+    assert "ConnectionRefusedError: port 5672 refused" in message
+    assert isinstance(caught.value.cause, ConnectionRefusedError)
+    assert lifecycle.started == ()
+    started = set(journal.names("started"))
+    assert set(journal.names("stopped")) == started
+    assert "db" in started
+
+
+async def test_a_failed_start_does_not_start_dependents() -> None:
+    """A unit whose dependency failed is never started."""
+    journal = Journal()
+    units = [
+        fake_unit(journal, "db", fail_start=OSError("disk full")),
+        fake_unit(journal, "app", depends_on=("db",)),
+    ]
+    with pytest.raises(ResourceStartError, match="db"):
+        await Lifecycle(units).start()
+    assert "app" not in journal.names("start")
+
+
+async def test_start_timeout_is_a_start_failure() -> None:
+    """A unit that does not start within its timeout fails the start like any error."""
+    journal = Journal()
+    hung = fake_unit(journal, "hung", start_delay_s=10)
+    hung = type(hung)(**{**hung.__dict__, "start_timeout_s": 0.05})
+    with pytest.raises(ResourceStartError, match=r"hung.*TimeoutError"):
+        await Lifecycle([fake_unit(journal, "ok"), hung]).start()
+    assert journal.names("stopped") == ["ok"]
+
+
+async def test_stop_continues_past_failures_and_raises_them_all() -> None:
+    """Every teardown runs even when some fail; all failures come back in one group."""
+    journal = Journal()
+    units = [
+        fake_unit(journal, "a", fail_stop=RuntimeError("a broke")),
+        fake_unit(journal, "b", depends_on=("a",)),
+        fake_unit(journal, "c", depends_on=("b",), fail_stop=ValueError("c broke")),
+    ]
+    lifecycle = Lifecycle(units)
+    await lifecycle.start()
+    with pytest.raises(ResourceStopError) as caught:
+        await lifecycle.stop()
+    assert [str(e) for e in caught.value.exceptions] == ["c broke", "a broke"]
+    assert isinstance(caught.value, ExceptionGroup)
+    assert journal.names("stop") == ["c", "b", "a"]
+    assert journal.names("stopped") == ["b"]
+
+
+async def test_each_stop_has_its_own_timeout() -> None:
+    """A hung teardown times out alone; the units after it still stop."""
+    journal = Journal()
+    units = [
+        fake_unit(journal, "db"),
+        fake_unit(journal, "hung", depends_on=("db",), stop_delay_s=10, stop_timeout_s=0.05),
+    ]
+    lifecycle = Lifecycle(units)
+    await lifecycle.start()
+    with pytest.raises(ResourceStopError) as caught:
+        await lifecycle.stop()
+    (error,) = caught.value.exceptions
+    assert isinstance(error, TimeoutError)
+    assert "hung did not stop within 0.05 s" in str(error)
+    assert journal.names("stopped") == ["db"]
+
+
+async def test_start_and_stop_are_idempotent() -> None:
+    """A second start or stop does nothing."""
+    journal = Journal()
+    lifecycle = Lifecycle([fake_unit(journal, "a")])
+    await lifecycle.start()
+    await lifecycle.start()
+    await lifecycle.stop()
+    await lifecycle.stop()
+    assert journal.names("start") == ["a"]
+    assert journal.names("stop") == ["a"]
+
+
+async def test_cancelled_start_stops_what_started() -> None:
+    """Cancelling start() half-way stops the units that were already up."""
+    journal = Journal()
+    units = [fake_unit(journal, "fast"), fake_unit(journal, "slow", start_delay_s=10)]
+    lifecycle = Lifecycle(units)
+    task = asyncio.create_task(lifecycle.start())
+    await asyncio.sleep(0.05)
+    assert journal.names("started") == ["fast"]
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    assert journal.names("stopped") == ["fast"]
+    assert lifecycle.started == ()
+
+
+async def test_started_and_stopped_are_logged_with_duration() -> None:
+    """Each unit logs resources.started and resources.stopped with a duration in ms."""
+    journal = Journal()
+    with capture_logs() as logs:
+        async with Lifecycle([fake_unit(journal, "a")]):
+            pass
+    events = {(entry["event"], entry["resource"]): entry for entry in logs}
+    assert events[("resources.started", "a")]["duration_ms"] >= 0
+    assert events[("resources.stopped", "a")]["duration_ms"] >= 0
+
+
+async def test_value_before_start_is_a_clear_error() -> None:
+    """Asking for a unit's value before it started raises NotStartedError."""
+    lifecycle = Lifecycle([fake_unit(Journal(), "a")])
+    with pytest.raises(NotStartedError, match="'a' is not started"):
+        lifecycle.value("a")
+
+
+def test_unknown_dependency_and_cycles_are_rejected() -> None:
+    """Units that depend on an unknown unit, or on each other in a cycle, are refused at once."""
+    journal = Journal()
+    with pytest.raises(ValueError, match="unknown units"):
+        Lifecycle([fake_unit(journal, "a", depends_on=("ghost",))])
+    with pytest.raises(ValueError, match="cycle"):
+        Lifecycle(
+            [
+                fake_unit(journal, "a", depends_on=("b",)),
+                fake_unit(journal, "b", depends_on=("a",)),
+            ]
+        )
+
+
+async def test_readiness_pings_every_started_unit() -> None:
+    """Readiness reports ok per unit while running, and an error per unit after stop."""
+    journal = Journal()
+    lifecycle = Lifecycle([fake_unit(journal, "a"), fake_unit(journal, "b")])
+    async with lifecycle:
+        results = await check_readiness(lifecycle)
+        assert {name: r.status for name, r in results.items()} == {"a": "ok", "b": "ok"}
+        assert all(r.latency_ms >= 0 for r in results.values())
+    after = await check_readiness(lifecycle)
+    assert after["a"].status == "error"
+    assert "not started" in (after["a"].error or "")

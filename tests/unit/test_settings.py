@@ -1,0 +1,205 @@
+"""Settings: env and .env reading, validation messages, secrets, and .env.example in sync."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from typing import Any
+
+import pytest
+from pydantic import BaseModel, SecretStr
+
+from app.errors import ConfigurationError
+from settings import DeploymentMode, EventBusKind, Settings, load_settings, mask_url
+
+ROOT = Path(__file__).resolve().parents[2]
+SETTING_LINE = re.compile(r"^(#?)([A-Z][A-Z0-9_]*)=(.*)$")
+
+
+@pytest.fixture(autouse=True)
+def clean_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    """Each test reads only what it sets: no .env from the checkout, no inherited variables."""
+    monkeypatch.chdir(tmp_path)
+    for name in list(__import__("os").environ):
+        if SETTING_LINE.match(f"{name}=") and name.split("__")[0] in {
+            "DEPLOYMENT_MODE",
+            "EVENT_BUS",
+            "DATA_DIR",
+            "REDIS",
+            "POSTGRES",
+            "ELASTICSEARCH",
+            "RABBITMQ",
+            "FAISS",
+            "LOG",
+            "API",
+            "STATE",
+            "EVENTS",
+        }:
+            monkeypatch.delenv(name)
+
+
+def leaf_defaults(model: type[BaseModel], prefix: str = "") -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for name, field in model.model_fields.items():
+        annotation = field.annotation
+        if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+            out |= leaf_defaults(annotation, f"{prefix}{name.upper()}__")
+        else:
+            out[f"{prefix}{name.upper()}"] = field.get_default(call_default_factory=True)
+    return out
+
+
+def test_defaults_follow_the_original_design() -> None:
+    """Field names and defaults match the original configuration."""
+    s = load_settings()
+    assert s.deployment_mode is DeploymentMode.SINGLE_NODE
+    assert s.event_bus is EventBusKind.INPROCESS
+    assert (s.redis.host, s.redis.port, s.redis.db, s.redis.password) == (
+        "localhost",
+        6379,
+        0,
+        None,
+    )
+    pg = s.postgres
+    assert (pg.host, pg.port, pg.database, pg.user) == ("localhost", 5432, "satellites", "postgres")
+    assert (pg.min_connections, pg.max_connections) == (2, 10)
+    assert s.faiss.dimension == 1536
+    assert str(s.faiss.index_path) == "data/faiss"
+    assert s.elasticsearch.hosts == []
+
+
+def test_nested_env_and_dotenv_are_read(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    """Nested sections come from the environment with __, and from a .env file."""
+    (tmp_path / ".env").write_text("POSTGRES__DATABASE=fromfile\nREDIS__DB=3\n")
+    monkeypatch.setenv("REDIS__DB", "5")
+    monkeypatch.setenv("ELASTICSEARCH__HOSTS", "http://a:9200, http://b:9200")
+    s = load_settings()
+    assert s.postgres.database == "fromfile"
+    assert s.redis.db == 5
+    assert s.elasticsearch.hosts == ["http://a:9200", "http://b:9200"]
+
+
+def test_unknown_mode_names_the_variable_and_accepted_values(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """An unknown DEPLOYMENT_MODE names the variable, the accepted values and what came."""
+    monkeypatch.setenv("DEPLOYMENT_MODE", "cluster")
+    with pytest.raises(ConfigurationError) as caught:
+        load_settings()
+    message = str(caught.value)
+    assert "DEPLOYMENT_MODE" in message
+    assert "'single_node' or 'distributed'" in message
+    assert "'cluster'" in message
+
+
+def test_rabbitmq_bus_needs_a_url(monkeypatch: pytest.MonkeyPatch) -> None:
+    """EVENT_BUS=rabbitmq without RABBITMQ__URL is refused, naming the variable."""
+    monkeypatch.setenv("EVENT_BUS", "rabbitmq")
+    with pytest.raises(ConfigurationError, match="EVENT_BUS=rabbitmq needs RABBITMQ__URL"):
+        load_settings()
+
+
+def test_distributed_needs_redis(monkeypatch: pytest.MonkeyPatch) -> None:
+    """DEPLOYMENT_MODE=distributed without any Redis address is refused."""
+    monkeypatch.setenv("DEPLOYMENT_MODE", "distributed")
+    monkeypatch.setenv("REDIS__HOST", "")
+    assert load_settings().redis.host == "localhost"  # empty means unset: the default applies
+    with pytest.raises(ConfigurationError, match="needs Redis"):
+        load_settings(redis={"host": ""})
+    assert load_settings(redis={"host": "", "url": "redis://r:6379/0"}).redis.address() == (
+        "redis://r:6379/0"
+    )
+
+
+@pytest.mark.parametrize(
+    ("env", "expected"),
+    [
+        (
+            {"POSTGRES__MAX_CONNECTIONS": "0"},
+            "POSTGRES__MAX_CONNECTIONS: Input should be greater than 0",
+        ),
+        (
+            {"POSTGRES__MIN_CONNECTIONS": "-1"},
+            "POSTGRES__MIN_CONNECTIONS: Input should be greater than 0",
+        ),
+        (
+            {"POSTGRES__MIN_CONNECTIONS": "11"},
+            "POSTGRES__MIN_CONNECTIONS (11) must not exceed POSTGRES__MAX_CONNECTIONS (10)",
+        ),
+        ({"REDIS__MAX_CONNECTIONS": "0"}, "REDIS__MAX_CONNECTIONS"),
+        ({"REDIS__PORT": "http"}, "REDIS__PORT"),
+    ],
+)
+def test_pool_sizes_are_validated(
+    monkeypatch: pytest.MonkeyPatch, env: dict[str, str], expected: str
+) -> None:
+    """Non-positive pool sizes and min > max are refused with the variable named."""
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+    with pytest.raises(ConfigurationError) as caught:
+        load_settings()
+    assert expected in str(caught.value)
+
+
+def test_embedded_postgres_only_without_a_server(monkeypatch: pytest.MonkeyPatch) -> None:
+    """single_node embeds Postgres unless a host/port/DSN is given; distributed never does."""
+    assert load_settings().embedded_postgres
+    monkeypatch.setenv("POSTGRES__HOST", "127.0.0.1")
+    assert not load_settings().embedded_postgres
+    monkeypatch.delenv("POSTGRES__HOST")
+    monkeypatch.setenv("DEPLOYMENT_MODE", "distributed")
+    assert not load_settings().embedded_postgres
+    monkeypatch.setenv("POSTGRES__EMBEDDED", "true")
+    with pytest.raises(ConfigurationError, match="POSTGRES__EMBEDDED=true is for single_node"):
+        load_settings()
+
+
+def test_secrets_never_show(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Passwords stay SecretStr and are masked in addresses, reprs and error messages."""
+    monkeypatch.setenv("POSTGRES__PASSWORD", "hunter2")
+    monkeypatch.setenv("RABBITMQ__URL", "amqp://guest:hunter2@127.0.0.1:5672/")
+    monkeypatch.setenv("REDIS__URL", "redis://:hunter2@127.0.0.1:6379/0")
+    s = load_settings()
+    assert isinstance(s.postgres.password, SecretStr)
+    for text in (repr(s), str(s), s.postgres.address(), s.rabbitmq.address(), s.redis.address()):
+        assert "hunter2" not in text
+    assert s.rabbitmq.address() == "amqp://guest:***@127.0.0.1:5672/"
+    monkeypatch.setenv("POSTGRES__MAX_CONNECTIONS", "0")
+    monkeypatch.setenv("RABBITMQ__URL", "hunter2" * 3)
+    monkeypatch.setenv("ELASTICSEARCH__PASSWORD", "x" * 5)
+    monkeypatch.setenv("API__TOKENS", "[1, 2")
+    with pytest.raises(ConfigurationError) as caught:
+        load_settings()
+    assert "POSTGRES__MAX_CONNECTIONS" in str(caught.value)
+    assert "hunter2" not in str(caught.value)
+
+
+def test_mask_url_handles_odd_input() -> None:
+    """mask_url keeps URLs without password and masks any password, also with IPv6 hosts."""
+    assert mask_url("redis://127.0.0.1:6379/0") == "redis://127.0.0.1:6379/0"
+    assert mask_url("amqp://u:p@[::1]:5672/v") == "amqp://u:***@[::1]:5672/v"
+    assert mask_url("http://u:p@host:notaport/") == "***"
+
+
+def test_env_example_matches_settings(tmp_path: Path) -> None:
+    """.env.example lists every setting once, with a comment, and loading it gives the defaults."""
+    documented: dict[str, bool] = {}
+    lines = (ROOT / ".env.example").read_text().splitlines()
+    for index, line in enumerate(lines):
+        match = SETTING_LINE.match(line)
+        if match is None:
+            continue
+        commented, name, value = match.groups()
+        assert name not in documented, f"{name} is documented twice"
+        assert lines[index - 1].startswith("# "), f"{name} has no comment above it"
+        if commented:
+            assert value == "", f"#{name} is an unset example and must have no value"
+        documented[name] = bool(commented)
+    defaults = leaf_defaults(Settings)
+    assert set(documented) == set(defaults)
+    for name, default in defaults.items():
+        assert documented[name] == (default is None), f"{name}: commented iff it has no default"
+    (tmp_path / ".env").write_text((ROOT / ".env.example").read_text())
+    from_example = load_settings().model_dump()
+    (tmp_path / ".env").unlink()
+    assert from_example == load_settings().model_dump()
