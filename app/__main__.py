@@ -8,6 +8,7 @@ import signal
 import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
+from types import FrameType
 
 import structlog
 import uvicorn
@@ -44,7 +45,20 @@ async def check() -> int:
 
 
 class GracefulServer(uvicorn.Server):
-    """uvicorn re-raises SIGTERM/SIGINT after shutdown (exit by signal); we exit 0 instead."""
+    """Ends event streams as soon as shutdown begins, and exits 0 on SIGTERM/SIGINT.
+
+    uvicorn waits for open connections before the lifespan shutdown, so open server-sent
+    event streams are told to end here; and it re-raises the signal after shutdown (exit by
+    signal), which would skip our own cleanup.
+    """
+
+    def __init__(self, config: uvicorn.Config, streams_stop: asyncio.Event) -> None:
+        super().__init__(config)
+        self._streams_stop = streams_stop
+
+    def handle_exit(self, sig: int, frame: FrameType | None) -> None:
+        self._streams_stop.set()
+        super().handle_exit(sig, frame)
 
     @contextmanager
     def capture_signals(self) -> Iterator[None]:
@@ -74,8 +88,9 @@ async def serve(host: str | None, port: int | None) -> int:
             port=port or settings.api.port,
             log_config=None,
             lifespan="on",
+            timeout_graceful_shutdown=10,
         )
-        server = GracefulServer(config)
+        server = GracefulServer(config, app.state.streams_stop)
         await server.serve()
         return 0 if server.started else EXIT_BAD_START
     finally:

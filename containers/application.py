@@ -22,6 +22,8 @@ class Container(containers.DeclarativeContainer):
     overridden provider's real resource is never started by the lifecycle.
     """
 
+    wiring_config = containers.WiringConfiguration(packages=["app.services"], auto_wire=False)
+
     core = providers.Container(CoreContainer)
     settings = core.settings
     logging = core.logging

@@ -50,7 +50,7 @@ class EventsContainer(containers.DeclarativeContainer):
     """``bus`` selects the in-process or the RabbitMQ bus by ``EVENT_BUS``."""
 
     settings = providers.Dependency(instance_of=Settings)
-    rabbitmq = providers.Dependency(instance_of=AbstractRobustConnection)
+    rabbitmq: providers.Dependency[AbstractRobustConnection] = providers.Dependency()
 
     inprocess = providers.Resource(inprocess_bus, settings.provided.events)
     rabbitmq_bus = providers.Resource(

@@ -3,9 +3,21 @@
 from __future__ import annotations
 
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from pathlib import Path
 
+import httpx
 import pytest
+from dependency_injector import providers
+
+from app.events import InProcessEventBus
+from app.state import InMemoryStateBackend
+from app.web import create_app
+from containers import Container, create_container
+from settings import Settings, load_settings
+from tests.fakes.vectors import FakeVectorIndex
 
 from tests.fakes.elasticsearch_server import FakeElasticsearch
 from tests.services import (
@@ -49,3 +61,70 @@ async def elasticsearch_url() -> AsyncIterator[str]:
         return
     async with FakeElasticsearch() as url:
         yield url
+
+
+# --- The service under test, and the override pattern (copy this into your own tests) --------
+
+API_TOKEN = "test-token"
+
+
+@pytest.fixture
+def app_settings(tmp_path: Path) -> Settings:
+    """single_node settings isolated in tmp_path: embedded Postgres, small vectors, one token."""
+    return load_settings(
+        data_dir=tmp_path / "data",
+        faiss={"index_path": tmp_path / "faiss", "dimension": 4},
+        api={"tokens": [API_TOKEN], "rate_limit": 10_000},
+        log={"level": "WARNING"},
+    )
+
+
+@asynccontextmanager
+async def serve_app(container: Container) -> AsyncIterator[httpx.AsyncClient]:
+    """Run the app's lifespan (start/stop the backends) and talk to it over ASGI."""
+    app = create_app(container)
+    async with app.router.lifespan_context(app):
+        transport = httpx.ASGITransport(app=app, raise_app_exceptions=False)
+        async with httpx.AsyncClient(
+            transport=transport,
+            base_url="http://testserver",
+            headers={"Authorization": f"Bearer {API_TOKEN}"},
+        ) as client:
+            yield client
+
+
+@pytest.fixture
+async def api(app_settings: Settings) -> AsyncIterator[httpx.AsyncClient]:
+    """An HTTP client on the real app with real single_node backends."""
+    async with serve_app(create_container(app_settings)) as client:
+        yield client
+
+
+@dataclass
+class Fakes:
+    """The fakes put in place of the real state backend, event bus and vector index."""
+
+    state: InMemoryStateBackend
+    bus: InProcessEventBus
+    vectors: FakeVectorIndex
+
+
+@pytest.fixture
+async def fakes() -> AsyncIterator[Fakes]:
+    """In-memory fakes; the test owns their lifecycle (the container does not start them)."""
+    made = Fakes(InMemoryStateBackend(), InProcessEventBus(), FakeVectorIndex(dimension=4))
+    yield made
+    await made.bus.close(1.0)
+    await made.state.close()
+
+
+@pytest.fixture
+def overridden_container(app_settings: Settings, fakes: Fakes) -> Iterator[Container]:
+    """A container whose state backend, event bus and vectors are the fakes."""
+    container = create_container(app_settings)
+    container.state_backend.override(providers.Object(fakes.state))
+    container.event_bus.override(providers.Object(fakes.bus))
+    container.vectors.override(providers.Object(fakes.vectors))
+    yield container
+    container.unwire()
+    container.reset_override()

@@ -7,7 +7,11 @@ process share a server; a reference count here stops it only when the last user 
 from __future__ import annotations
 
 import asyncio
+import os
+import signal
+import subprocess
 import threading
+import time
 import warnings
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -17,24 +21,71 @@ from typing import Any
 import asyncpg
 import structlog
 
+from app.errors import LifecycleError
+
 __all__ = ["embedded_postgres"]
 
 log = structlog.get_logger(__name__)
+
+START_ATTEMPTS = 2
+ORPHAN_STOP_TIMEOUT_S = 10.0
+
+
+class EmbeddedPostgresError(LifecycleError):
+    """The embedded Postgres failed to start (after a retry) or to stop."""
+
 
 _users: dict[Path, int] = {}
 _users_lock = threading.Lock()
 
 
-def _start(pgdata: Path) -> tuple[Path, Any]:
+def _stop_orphan(pgdata: Path) -> None:
+    """Stop a postmaster that a failed start left running (its PID is in postmaster.pid)."""
+    try:
+        pid = int((pgdata / "postmaster.pid").read_text().split("\n", 1)[0])
+    except (OSError, ValueError):
+        return
+    for sig in (signal.SIGINT, signal.SIGQUIT):  # fast shutdown, then immediate
+        try:
+            os.kill(pid, sig)
+        except ProcessLookupError:
+            return
+        deadline = time.monotonic() + ORPHAN_STOP_TIMEOUT_S
+        while time.monotonic() < deadline:
+            try:
+                os.kill(pid, 0)
+            except ProcessLookupError:
+                return
+            time.sleep(0.05)
+    raise EmbeddedPostgresError(f"could not stop the postgres process {pid} of {pgdata}")
+
+
+def _get_server(pgdata: Path) -> Any:
     with warnings.catch_warnings():
         # platformdirs warns at pgserver's import when XDG_RUNTIME_DIR is unset; harmless here.
         warnings.filterwarnings("ignore", message="XDG_RUNTIME_DIR is not set")
-        from pgserver.postgres_server import get_server
+        from pgserver.postgres_server import PostgresServer, get_server
 
+    for attempt in range(1, START_ATTEMPTS + 1):
+        try:
+            return get_server(pgdata, cleanup_mode="stop")
+        except (subprocess.SubprocessError, OSError) as exc:
+            # pgserver keeps the half-made handle and may leave the server running.
+            PostgresServer._instances.pop(pgdata, None)
+            _stop_orphan(pgdata)
+            if attempt == START_ATTEMPTS:
+                raise EmbeddedPostgresError(
+                    f"embedded Postgres in {pgdata} did not start: {type(exc).__name__}: {exc}"
+                ) from exc
+            log.warning("postgres.embedded_start_retry", pgdata=str(pgdata), error=str(exc))
+    raise AssertionError("unreachable")
+
+
+def _start(pgdata: Path) -> tuple[Path, Any]:
     pgdata = pgdata.expanduser().resolve()
     pgdata.parent.mkdir(parents=True, exist_ok=True)
     with _users_lock:
-        server = get_server(pgdata, cleanup_mode="stop")
+        server = _get_server(pgdata)
         _users[pgdata] = _users.get(pgdata, 0) + 1
     return pgdata, server
 

@@ -1,35 +1,80 @@
-"""``create_app``: the FastAPI application, its container and the lifecycle in its lifespan."""
+"""``create_app``: the FastAPI app, wired to the container, the lifecycle in its lifespan."""
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
+import structlog
 from fastapi import FastAPI
 
+from app.errors import ConfigurationError
 from app.web import health
+from app.web.errors import install_error_handlers
+from app.web.guard import ApiGuard
+from app.web.routes import events, locks, sessions, vectors
 from containers import Container, build_lifecycle, create_container
+from containers.accessors import get_state_backend
+from settings import ApiAuth, Settings
 
 __all__ = ["create_app"]
+
+log = structlog.get_logger(__name__)
+
+
+def _check_auth(settings: Settings) -> None:
+    if settings.api.auth is ApiAuth.ENABLED and not settings.api.tokens:
+        raise ConfigurationError(
+            "API__TOKENS is empty and API__AUTH=enabled: set API__TOKENS to one or more "
+            "bearer tokens, or API__AUTH=disabled to serve without authentication"
+        )
 
 
 def create_app(container: Container | None = None) -> FastAPI:
     """Build the app around ``container`` (a new one from the environment when omitted).
 
+    Wires the container into ``app.services`` (declared once in ``Container.wiring_config``).
     The lifespan starts the backends the configured mode needs and stops them at shutdown;
-    if they were already started (``python -m app serve`` starts them first to report
-    configuration errors cleanly), it only stops them.
+    if they were already started (``python -m app serve`` starts them first, to report
+    configuration errors cleanly), it only stops them. Override providers on the container
+    before the app starts to replace backends with fakes.
     """
     container = container or create_container()
+    settings: Settings = container.settings()
+    _check_auth(settings)
+    container.wire()
     lifecycle = build_lifecycle(container)
 
     @asynccontextmanager
-    async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        if settings.api.auth is ApiAuth.DISABLED:
+            log.warning("api.auth_disabled", hint="set API__TOKENS and API__AUTH=enabled")
         async with lifecycle:
-            yield
+            app.state.state_backend = await get_state_backend(container)
+            try:
+                yield
+            finally:
+                app.state.streams_stop.set()
 
-    app = FastAPI(title="datalayer", version="0.1.0", lifespan=lifespan)
+    app = FastAPI(
+        title="datalayer",
+        version="0.1.0",
+        summary="Vectors, events, sessions and locks over one async data layer.",
+        lifespan=lifespan,
+    )
     app.state.container = container
     app.state.lifecycle = lifecycle
+    app.state.streams_stop = asyncio.Event()
+    install_error_handlers(app)
     app.include_router(health.router)
+    for module in (vectors, events, sessions, locks):
+        app.include_router(module.router)
+    app.add_middleware(
+        ApiGuard,
+        tokens=[token.get_secret_value() for token in settings.api.tokens],
+        auth_enabled=settings.api.auth is ApiAuth.ENABLED,
+        rate_limit=settings.api.rate_limit,
+        window_seconds=settings.api.rate_limit_window_seconds,
+    )
     return app

@@ -1,0 +1,143 @@
+"""One JSON shape for every error: ``{"error": {"code", "message", "request_id", "details"}}``."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+import structlog
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from pydantic import BaseModel
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from app.errors import (
+    BackendClosedError,
+    BackendNotConfiguredError,
+    DataLayerError,
+    EventTooLargeError,
+    NotStartedError,
+    PublishError,
+)
+
+__all__ = ["ERROR_RESPONSES", "ApiError", "ErrorBody", "error_response", "install_error_handlers"]
+
+log = structlog.get_logger(__name__)
+
+
+class ErrorDetail(BaseModel):
+    code: str
+    message: str
+    request_id: str | None
+    details: Any = None
+
+
+class ErrorBody(BaseModel):
+    """The body of every error response."""
+
+    error: ErrorDetail
+
+
+class ApiError(Exception):
+    """An error a route raises on purpose, with its status and code."""
+
+    def __init__(self, status: int, code: str, message: str, details: Any = None) -> None:
+        super().__init__(message)
+        self.status = status
+        self.code = code
+        self.message = message
+        self.details = details
+
+
+def _request_id(request: Request) -> str | None:
+    value = request.scope.get("state", {}).get("request_id")
+    return value if isinstance(value, str) else None
+
+
+def error_response(
+    status: int,
+    code: str,
+    message: str,
+    request_id: str | None,
+    details: Any = None,
+    *,
+    headers: Mapping[str, str] | None = None,
+) -> JSONResponse:
+    body = {
+        "error": {"code": code, "message": message, "request_id": request_id, "details": details}
+    }
+    return JSONResponse(body, status_code=status, headers=headers)
+
+
+# Our typed errors -> (HTTP status, code). The first matching class wins, so order matters.
+STATUS_BY_ERROR: tuple[tuple[type[BaseException], int, str], ...] = (
+    (BackendNotConfiguredError, 503, "backend_not_configured"),
+    (BackendClosedError, 503, "backend_closed"),
+    (NotStartedError, 503, "not_started"),
+    (PublishError, 503, "publish_failed"),
+    (EventTooLargeError, 413, "too_large"),
+    (ValueError, 422, "invalid_input"),
+    (TypeError, 422, "invalid_input"),
+)
+# A plain ValueError (the state backends' argument checks) is a 422 too; a plain TypeError is
+# not: outside our typed errors it means a bug, and is a 500.
+
+
+def _status_for(exc: DataLayerError) -> tuple[int, str]:
+    for error_type, status, code in STATUS_BY_ERROR:
+        if isinstance(exc, error_type):
+            return status, code
+    return 500, "internal_error"
+
+
+def install_error_handlers(app: FastAPI) -> None:
+    """Map validation errors and our typed errors onto the JSON shape.
+
+    Anything unexpected is turned into a 500 by ``ApiGuard``, which wraps the whole app.
+    """
+
+    @app.exception_handler(ApiError)
+    async def api_error(request: Request, exc: ApiError) -> JSONResponse:
+        return error_response(exc.status, exc.code, exc.message, _request_id(request), exc.details)
+
+    @app.exception_handler(RequestValidationError)
+    async def invalid_request(request: Request, exc: RequestValidationError) -> JSONResponse:
+        details = [
+            {"field": ".".join(str(p) for p in error["loc"]), "message": error["msg"]}
+            for error in exc.errors()
+        ]
+        return error_response(
+            422, "invalid_request", "the request is not valid", _request_id(request), details
+        )
+
+    @app.exception_handler(StarletteHTTPException)
+    async def http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:
+        code = "not_found" if exc.status_code == 404 else f"http_{exc.status_code}"
+        return error_response(
+            exc.status_code, code, str(exc.detail), _request_id(request), headers=exc.headers
+        )
+
+    @app.exception_handler(DataLayerError)
+    async def data_layer_error(request: Request, exc: DataLayerError) -> JSONResponse:
+        status, code = _status_for(exc)
+        if status >= 500:
+            log.error("api.backend_error", error=f"{type(exc).__name__}: {exc}")
+        return error_response(status, code, str(exc), _request_id(request))
+
+    @app.exception_handler(ValueError)
+    async def invalid_input(request: Request, exc: ValueError) -> JSONResponse:
+        return error_response(422, "invalid_input", str(exc), _request_id(request))
+
+
+def _described(description: str) -> dict[str, Any]:
+    return {"model": ErrorBody, "description": description}
+
+
+ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
+    401: _described("missing or wrong bearer token"),
+    413: _described("too large"),
+    422: _described("invalid request or input"),
+    429: _described("rate limit exceeded; see Retry-After"),
+    503: _described("backend not configured or unavailable"),
+}

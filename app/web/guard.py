@@ -1,0 +1,163 @@
+"""A pure ASGI middleware for ``/v1``: request id, bearer auth, per-caller rate limit, headers.
+
+Pure ASGI rather than ``BaseHTTPMiddleware`` so it adds no task or stream wrapping per request
+(it wraps ``send`` only to add headers), and server-sent event streams pass through untouched.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import math
+import uuid
+from collections.abc import Sequence
+
+import structlog
+from starlette.datastructures import Headers, MutableHeaders
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from app.state import StateBackend
+from app.web.errors import error_response
+
+__all__ = ["ApiGuard", "caller_of"]
+
+log = structlog.get_logger(__name__)
+
+PROTECTED_PREFIX = "/v1"
+REQUEST_ID_HEADER = "x-request-id"
+MAX_REQUEST_ID = 128
+
+
+def caller_of(token: str) -> str:
+    """A stable, non-secret identity for a token (used as rate-limit key and lock owner)."""
+    return "token:" + hashlib.sha256(token.encode()).hexdigest()[:16]
+
+
+def _request_id(headers: Headers) -> str:
+    given = headers.get(REQUEST_ID_HEADER, "")
+    if 0 < len(given) <= MAX_REQUEST_ID and given.isprintable() and given.isascii():
+        return given
+    return uuid.uuid4().hex
+
+
+class ApiGuard:
+    """Authenticate and rate-limit ``/v1`` requests; give every response a request id."""
+
+    def __init__(
+        self,
+        app: ASGIApp,
+        *,
+        tokens: Sequence[str],
+        auth_enabled: bool,
+        rate_limit: int,
+        window_seconds: float,
+    ) -> None:
+        self.app = app
+        self._tokens = [token.encode() for token in tokens]
+        self._auth_enabled = auth_enabled
+        self._limit = rate_limit
+        self._window = window_seconds
+        self._retry_after = str(max(1, math.ceil(window_seconds)))
+
+    def _authenticate(self, headers: Headers) -> str | None:
+        scheme, _, presented = headers.get("authorization", "").partition(" ")
+        if scheme.lower() != "bearer" or not presented:
+            return None
+        candidate = presented.strip().encode()
+        matched: bytes | None = None
+        for token in self._tokens:  # every token is compared: no early exit
+            if hmac.compare_digest(candidate, token):
+                matched = token
+        return None if matched is None else caller_of(matched.decode())
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        headers = Headers(scope=scope)
+        request_id = _request_id(headers)
+        state = scope.setdefault("state", {})
+        state["request_id"] = request_id
+        extra = {"X-Request-ID": request_id}
+        with structlog.contextvars.bound_contextvars(request_id=request_id):
+            if scope["path"].startswith(PROTECTED_PREFIX):
+                refusal = await self._guard(scope, headers, state, extra)
+                if refusal is not None:
+                    await refusal(scope, receive, self._with_headers(send, extra))
+                    return
+            await self._call_app(scope, receive, self._with_headers(send, extra), request_id)
+
+    async def _call_app(self, scope: Scope, receive: Receive, send: Send, request_id: str) -> None:
+        """Run the app; an unexpected exception becomes a 500 with the request id, logged."""
+        started = False
+
+        async def tracking_send(message: Message) -> None:
+            nonlocal started
+            started = started or message["type"] == "http.response.start"
+            await send(message)
+
+        try:
+            await self.app(scope, receive, tracking_send)
+        except Exception as exc:
+            log.error("api.unexpected_error", error_type=type(exc).__name__, exc_info=exc)
+            if started:
+                raise
+            response = error_response(
+                500, "internal_error", "internal error; quote the request id", request_id
+            )
+            await response(scope, receive, send)
+
+    async def _guard(
+        self, scope: Scope, headers: Headers, state: dict[str, object], extra: dict[str, str]
+    ) -> ASGIApp | None:
+        request_id = str(state["request_id"])
+        if self._auth_enabled:
+            caller = self._authenticate(headers)
+            if caller is None:
+                return error_response(
+                    401,
+                    "unauthorized",
+                    "a valid bearer token is required (Authorization: Bearer <token>)",
+                    request_id,
+                    headers={"WWW-Authenticate": "Bearer"},
+                )
+        else:
+            client = scope.get("client")
+            caller = f"ip:{client[0] if client else 'unknown'}"
+        state["caller"] = caller
+        backend: StateBackend = scope["app"].state.state_backend
+        try:
+            allowed, remaining = await backend.rate_limit_check(
+                caller, self._limit, self._window, scope="api"
+            )
+        except Exception as exc:
+            log.exception("api.rate_limit_unavailable", caller=caller)
+            return error_response(
+                503,
+                "rate_limit_unavailable",
+                f"the rate limiter's state backend failed: {type(exc).__name__}",
+                request_id,
+            )
+        extra["X-RateLimit-Limit"] = str(self._limit)
+        extra["X-RateLimit-Remaining"] = str(remaining)
+        if not allowed:
+            log.info("api.rate_limited", caller=caller, limit=self._limit)
+            return error_response(
+                429,
+                "rate_limited",
+                f"more than {self._limit} requests in {self._window:g} s",
+                request_id,
+                headers={"Retry-After": self._retry_after},
+            )
+        return None
+
+    @staticmethod
+    def _with_headers(send: Send, extra: dict[str, str]) -> Send:
+        async def send_with_headers(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                response_headers = MutableHeaders(scope=message)
+                for name, value in extra.items():
+                    response_headers[name] = value
+            await send(message)
+
+        return send_with_headers

@@ -1,0 +1,276 @@
+"""The HTTP API on the real single_node stack (embedded Postgres, memory state, in-process bus)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+from dependency_injector import providers
+from structlog.testing import capture_logs
+
+from app.errors import BackendNotConfiguredError, ConfigurationError
+from app.web import create_app
+from containers import create_container
+from settings import Settings, load_settings
+from tests.conftest import API_TOKEN, Fakes, serve_app
+from tests.fakes.vectors import FakeVectorIndex
+
+pytestmark = pytest.mark.integration
+
+
+def assert_error(response: httpx.Response, status: int, code: str) -> dict[str, Any]:
+    """The response is our JSON error shape with this status and code."""
+    assert response.status_code == status, response.text
+    error = response.json()["error"]
+    assert set(error) == {"code", "message", "request_id", "details"}
+    assert error["code"] == code
+    assert error["request_id"] == response.headers["X-Request-ID"]
+    return error  # type: ignore[no-any-return]
+
+
+async def test_health_is_public(api: httpx.AsyncClient) -> None:
+    """/health/live and /health/ready answer without a token, ready lists every backend."""
+    live = await api.get("/health/live", headers={"Authorization": ""})
+    assert live.status_code == 200
+    ready = await api.get("/health/ready", headers={"Authorization": ""})
+    assert ready.status_code == 200
+    assert set(ready.json()["backends"]) == {"postgres", "state", "events", "vectors"}
+
+
+async def test_vector_round_trip(api: httpx.AsyncClient) -> None:
+    """PUT, GET, query, batch and DELETE a vector through the real index."""
+    put = await api.put("/v1/vectors/docs/a", json={"vector": [1, 0, 0, 0], "metadata": {"k": 1}})
+    assert put.status_code == 200
+    assert put.json() == {"namespace": "docs", "id": "a"}
+    batch = await api.post(
+        "/v1/vectors/docs:batch",
+        json={"items": [{"id": "b", "vector": [0, 1, 0, 0]}, {"id": "c", "vector": [1, 1, 0, 0]}]},
+    )
+    assert batch.json() == {"namespace": "docs", "upserted": 2}
+    got = await api.get("/v1/vectors/docs/a")
+    assert got.json() == {
+        "namespace": "docs",
+        "id": "a",
+        "vector": [1, 0, 0, 0],
+        "metadata": {"k": 1},
+    }
+    query = await api.post("/v1/vectors/docs:query", json={"vector": [1, 0, 0, 0], "top_k": 2})
+    matches = query.json()["matches"]
+    assert [m["id"] for m in matches] == ["a", "c"]
+    assert matches[0]["score"] == pytest.approx(1.0)
+    filtered = await api.post(
+        "/v1/vectors/docs:query", json={"vector": [1, 0, 0, 0], "filter": {"k": 1}}
+    )
+    assert [m["id"] for m in filtered.json()["matches"]] == ["a"]
+    assert (await api.delete("/v1/vectors/docs/a")).status_code == 204
+    assert_error(await api.get("/v1/vectors/docs/a"), 404, "not_found")
+    assert_error(await api.delete("/v1/vectors/docs/a"), 404, "not_found")
+
+
+async def test_vector_input_errors_are_422_and_change_nothing(api: httpx.AsyncClient) -> None:
+    """Wrong dimension, a zero vector and a bad namespace give 422 naming the problem."""
+    await api.put("/v1/vectors/docs/a", json={"vector": [1, 0, 0, 0]})
+    wrong = assert_error(
+        await api.put("/v1/vectors/docs/a", json={"vector": [1, 2]}), 422, "invalid_input"
+    )
+    assert "expected 4" in wrong["message"]
+    assert_error(
+        await api.put("/v1/vectors/docs/z", json={"vector": [0, 0, 0, 0]}), 422, "invalid_input"
+    )
+    assert_error(
+        await api.put("/v1/vectors/Bad..NS/a", json={"vector": [1, 0, 0, 0]}), 422, "invalid_input"
+    )
+    missing = assert_error(await api.put("/v1/vectors/docs/a", json={}), 422, "invalid_request")
+    assert missing["details"][0]["field"] == "body.vector"
+    assert (await api.get("/v1/vectors/docs/a")).json()["vector"] == [1, 0, 0, 0]
+
+
+async def test_sessions(api: httpx.AsyncClient) -> None:
+    """PUT, GET and DELETE a session; a missing one is 404."""
+    put = await api.put("/v1/sessions/s1", json={"data": {"user": "u1"}, "ttl_seconds": 60})
+    assert put.json() == {"id": "s1", "data": {"user": "u1"}}
+    assert (await api.get("/v1/sessions/s1")).json()["data"] == {"user": "u1"}
+    assert (await api.delete("/v1/sessions/s1")).status_code == 204
+    assert_error(await api.get("/v1/sessions/s1"), 404, "not_found")
+    assert_error(
+        await api.put("/v1/sessions/s1", json={"data": {}, "ttl_seconds": 0}),
+        422,
+        "invalid_request",
+    )
+
+
+async def test_locks_belong_to_the_caller(app_settings: Settings) -> None:
+    """A lock taken by one token is 409 for another; only its owner extends and releases it."""
+    settings = app_settings.model_copy(
+        update={
+            "api": app_settings.api.model_copy(
+                update={
+                    "tokens": [
+                        *app_settings.api.tokens,
+                        *load_settings(api={"tokens": ["other"]}).api.tokens,
+                    ]
+                }
+            )
+        }
+    )
+    async with serve_app(create_container(settings)) as api:
+        other = {"Authorization": "Bearer other"}
+        first = await api.post("/v1/locks/job-1", json={"ttl_seconds": 30})
+        assert first.status_code == 200
+        assert first.json()["owner"].startswith("token:")
+        assert_error(
+            await api.post("/v1/locks/job-1", json={"ttl_seconds": 30}, headers=other),
+            409,
+            "lock_held",
+        )
+        assert_error(
+            await api.post("/v1/locks/job-1:extend", json={"ttl_seconds": 5}, headers=other),
+            409,
+            "lock_not_held",
+        )
+        assert_error(await api.delete("/v1/locks/job-1", headers=other), 409, "lock_not_held")
+        assert (
+            await api.post("/v1/locks/job-1:extend", json={"ttl_seconds": 5})
+        ).status_code == 200
+        assert (await api.delete("/v1/locks/job-1")).status_code == 204
+        assert (
+            await api.post("/v1/locks/job-1", json={"ttl_seconds": 30}, headers=other)
+        ).status_code == 200
+
+
+async def test_publish_event(api: httpx.AsyncClient) -> None:
+    """POST /v1/events is accepted with the event's id; a malformed type is 422."""
+    response = await api.post(
+        "/v1/events",
+        json={"type": "user.created", "resource": "users", "key": "u1", "payload": {"a": 1}},
+    )
+    assert response.status_code == 202
+    assert response.json()["type"] == "user.created"
+    assert_error(
+        await api.post("/v1/events", json={"type": "user.*", "resource": "r", "key": "k"}),
+        422,
+        "invalid_input",
+    )
+
+
+async def test_missing_or_wrong_token_is_401(api: httpx.AsyncClient) -> None:
+    """No token or a wrong one gives 401 with WWW-Authenticate: Bearer."""
+    for headers in (
+        {"Authorization": ""},
+        {"Authorization": "Bearer nope"},
+        {"Authorization": "Basic x"},
+    ):
+        response = await api.get("/v1/sessions/x", headers=headers)
+        assert_error(response, 401, "unauthorized")
+        assert response.headers["WWW-Authenticate"] == "Bearer"
+
+
+async def test_rate_limit_then_429(app_settings: Settings) -> None:
+    """Exactly `limit` requests pass, then 429 with Retry-After; headers on every response."""
+    settings = app_settings.model_copy(
+        update={
+            "api": app_settings.api.model_copy(
+                update={"rate_limit": 3, "rate_limit_window_seconds": 30.0}
+            )
+        }
+    )
+    async with serve_app(create_container(settings)) as api:
+        seen = []
+        for _ in range(3):
+            response = await api.get("/v1/sessions/none")
+            assert response.status_code == 404
+            assert response.headers["X-RateLimit-Limit"] == "3"
+            seen.append(response.headers["X-RateLimit-Remaining"])
+        assert seen == ["2", "1", "0"]
+        limited = await api.get("/v1/sessions/none")
+        assert_error(limited, 429, "rate_limited")
+        assert limited.headers["Retry-After"] == "30"
+        assert limited.headers["X-RateLimit-Remaining"] == "0"
+        assert (await api.get("/health/live")).status_code == 200
+
+
+async def test_request_id_is_kept_and_logged(api: httpx.AsyncClient) -> None:
+    """A given X-Request-ID is returned and bound into the request's log lines."""
+    with capture_logs() as logs:
+        response = await api.put(
+            "/v1/vectors/docs/a", json={"vector": [1, 2]}, headers={"X-Request-ID": "req-42"}
+        )
+    assert response.headers["X-Request-ID"] == "req-42"
+    assert response.json()["error"]["request_id"] == "req-42"
+    generated = await api.get("/health/live")
+    assert len(generated.headers["X-Request-ID"]) == 32
+    assert all(
+        entry.get("request_id") == "req-42" for entry in logs if entry["event"].startswith("api.")
+    )
+
+
+class ExplodingIndex(FakeVectorIndex):
+    async def get(self, namespace: str, ids: Any) -> Any:
+        raise RuntimeError("secret internals /etc/passwd")
+
+    async def delete(self, namespace: str, vector_id: str) -> bool:
+        raise BackendNotConfiguredError("vectors are off; set FAISS__INDEX_PATH")
+
+
+async def test_unexpected_error_is_500_without_internals(app_settings: Settings) -> None:
+    """An unexpected exception is a 500 with the request id and no internals; typed ones map."""
+    container = create_container(app_settings)
+    container.vectors.override(providers.Object(ExplodingIndex(4)))
+    async with serve_app(container) as api:
+        error = assert_error(await api.get("/v1/vectors/docs/a"), 500, "internal_error")
+        assert "secret" not in error["message"]
+        assert_error(await api.delete("/v1/vectors/docs/a"), 503, "backend_not_configured")
+
+
+def test_auth_enabled_without_tokens_refuses_to_start(tmp_path: Path) -> None:
+    """With API__AUTH=enabled and no tokens, create_app raises a ConfigurationError saying what to set."""
+    settings = load_settings(data_dir=tmp_path)
+    with pytest.raises(ConfigurationError, match="API__TOKENS"):
+        create_app(create_container(settings))
+
+
+async def test_auth_disabled_is_explicit_and_logged(tmp_path: Path) -> None:
+    """API__AUTH=disabled serves without a token and logs a warning at start."""
+    settings = load_settings(
+        data_dir=tmp_path / "data",
+        faiss={"index_path": tmp_path / "faiss", "dimension": 4},
+        api={"auth": "disabled"},
+    )
+    with capture_logs() as logs:
+        async with serve_app(create_container(settings)) as api:
+            response = await api.get("/v1/sessions/x", headers={"Authorization": ""})
+    assert response.status_code == 404
+    assert any(entry["event"] == "api.auth_disabled" for entry in logs)
+
+
+async def test_overridden_backends_are_used_and_the_real_ones_never_start(
+    overridden_container: Any, fakes: Fakes, app_settings: Settings
+) -> None:
+    """With state, bus and vectors overridden, requests reach the fakes; no real one starts."""
+    async with serve_app(overridden_container) as api:
+        await api.put("/v1/vectors/docs/a", json={"vector": [1, 0, 0, 0]})
+        await api.put("/v1/sessions/s", json={"data": {"x": 1}})
+        received = []
+        fakes.bus.subscribe(
+            "#", received.append_async if hasattr(received, "append_async") else _collect(received)
+        )
+        await api.post("/v1/events", json={"type": "a.b", "resource": "r", "key": "k"})
+        await fakes.bus.drain(2.0)
+    assert "upsert" in fakes.vectors.calls
+    assert await fakes.state.get_session("s") == {"x": 1}
+    assert [event.type for event in received] == ["a.b"]
+    lifecycle_started = (
+        overridden_container  # the app's lifecycle is gone; check the settings' paths
+    )
+    assert not app_settings.faiss.index_path.exists(), "the real VectorIndex was started"
+    assert lifecycle_started.state_layer.memory.initialized is False
+    assert lifecycle_started.event_layer.inprocess.initialized is False
+
+
+def _collect(target: list[Any]) -> Any:
+    async def handler(event: Any) -> None:
+        target.append(event)
+
+    return handler
