@@ -78,6 +78,7 @@ class PostgresSettings(Section):
     min_connections: int = Field(default=2, gt=0)
     max_connections: int = Field(default=10, gt=0)
     embedded: EmbeddedPostgres = EmbeddedPostgres.AUTO
+    application_name: str = Field(default="datalayer", max_length=63)
     connect_timeout_s: PositiveSeconds = 10.0
     command_timeout_s: PositiveSeconds = 30.0
 

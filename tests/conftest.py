@@ -17,9 +17,8 @@ from app.state import InMemoryStateBackend
 from app.web import create_app
 from containers import Container, create_container
 from settings import Settings, load_settings
-from tests.fakes.vectors import FakeVectorIndex
-
 from tests.fakes.elasticsearch_server import FakeElasticsearch
+from tests.fakes.vectors import FakeVectorIndex
 from tests.services import (
     ELASTICSEARCH_URL,
     POSTGRES_DSN,

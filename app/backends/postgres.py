@@ -24,6 +24,7 @@ async def _pool(dsn: str, settings: PostgresSettings) -> AsyncIterator[asyncpg.P
         max_size=settings.max_connections,
         timeout=settings.connect_timeout_s,
         command_timeout=settings.command_timeout_s,
+        server_settings={"application_name": settings.application_name},
     )
     try:
         yield pool

@@ -3,17 +3,15 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncGenerator
+from types import TracebackType
+from typing import Self
 
-import structlog
 from dependency_injector.wiring import Provide, inject
 
-from app.events import DataEvent, EventBus
+from app.events import DataEvent, EventBus, Subscription
 from containers.application import Container
 
-__all__ = ["publish_event", "stream_events"]
-
-log = structlog.get_logger(__name__)
+__all__ = ["EventStream", "StreamOverflowError", "open_event_stream", "publish_event"]
 
 STREAM_BUFFER = 1000
 
@@ -28,46 +26,66 @@ class StreamOverflowError(RuntimeError):
     """The consumer of a stream fell more than ``STREAM_BUFFER`` events behind."""
 
 
-@inject
-async def stream_events(
-    pattern: str,
-    stop: asyncio.Event,
-    *,
-    bus: EventBus = Provide[Container.event_bus],
-) -> AsyncGenerator[DataEvent, None]:
-    """Yield every event matching ``pattern`` published after the subscription is live.
+class EventStream:
+    """The events matching a pattern, from the moment ``async with`` returns (it is live then).
 
-    Ends when ``stop`` is set; raises ``StreamOverflowError`` if the consumer falls more than
-    ``STREAM_BUFFER`` events behind (rather than buffering without bound or dropping silently).
+    Buffers up to ``STREAM_BUFFER`` events; a consumer that falls further behind gets
+    ``StreamOverflowError`` instead of unbounded memory or silently lost events.
     """
-    queue: asyncio.Queue[DataEvent] = asyncio.Queue(STREAM_BUFFER)
-    overflowed = asyncio.Event()
 
-    async def forward(event: DataEvent) -> None:
+    def __init__(self, bus: EventBus, pattern: str) -> None:
+        self._bus = bus
+        self._pattern = pattern
+        self._queue: asyncio.Queue[DataEvent] = asyncio.Queue(STREAM_BUFFER)
+        self._overflowed = False
+        self._subscription: Subscription | None = None
+
+    async def _forward(self, event: DataEvent) -> None:
         try:
-            queue.put_nowait(event)
+            self._queue.put_nowait(event)
         except asyncio.QueueFull:
-            overflowed.set()
+            self._overflowed = True
 
-    subscription = bus.subscribe(pattern, forward)
-    try:
-        await subscription
+    async def __aenter__(self) -> Self:
+        self._subscription = self._bus.subscribe(self._pattern, self._forward)
+        await self._subscription
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        if self._subscription is not None:
+            self._bus.unsubscribe(self._subscription)
+
+    async def next(self, stop: asyncio.Event, timeout_s: float) -> DataEvent | None:
+        """The next event; ``None`` if ``timeout_s`` passed or ``stop`` is set first."""
+        if self._overflowed:
+            raise StreamOverflowError(
+                f"stream for {self._pattern!r} fell {STREAM_BUFFER} events behind"
+            )
+        if not self._queue.empty():
+            return self._queue.get_nowait()
+        getting = asyncio.ensure_future(self._queue.get())
         stopping = asyncio.ensure_future(stop.wait())
         try:
-            while not stop.is_set():
-                if overflowed.is_set():
-                    raise StreamOverflowError(
-                        f"stream for {pattern!r} fell {STREAM_BUFFER} events behind"
-                    )
-                getting = asyncio.ensure_future(queue.get())
-                done, _ = await asyncio.wait(
-                    {getting, stopping}, return_when=asyncio.FIRST_COMPLETED
-                )
-                if getting not in done:
-                    getting.cancel()
-                    break
-                yield getting.result()
+            done, _ = await asyncio.wait(
+                {getting, stopping}, timeout=timeout_s, return_when=asyncio.FIRST_COMPLETED
+            )
         finally:
             stopping.cancel()
-    finally:
-        bus.unsubscribe(subscription)
+            if not getting.done():
+                getting.cancel()
+        if getting in done:
+            return getting.result()
+        return None
+
+
+@inject
+async def open_event_stream(
+    pattern: str, *, bus: EventBus = Provide[Container.event_bus]
+) -> EventStream:
+    """An ``EventStream`` of the events matching ``pattern``; use it with ``async with``."""
+    return EventStream(bus, pattern)

@@ -68,7 +68,8 @@ def create_app(container: Container | None = None) -> FastAPI:
     app.state.streams_stop = asyncio.Event()
     install_error_handlers(app)
     app.include_router(health.router)
-    for module in (vectors, events, sessions, locks):
+    app.include_router(vectors.build_router(settings.faiss.dimension))
+    for module in (events, sessions, locks):
         app.include_router(module.router)
     app.add_middleware(
         ApiGuard,

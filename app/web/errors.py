@@ -11,6 +11,8 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.routing import Match, Route
+from starlette.types import Scope
 
 from app.errors import (
     BackendClosedError,
@@ -91,6 +93,15 @@ def _status_for(exc: DataLayerError) -> tuple[int, str]:
     return 500, "internal_error"
 
 
+def _allowed_methods(app: FastAPI, scope: Scope) -> list[str]:
+    """Every method some route serves at this path (Starlette names only the first route's)."""
+    methods: set[str] = set()
+    for route in app.router.routes:
+        if isinstance(route, Route) and route.methods and route.matches(scope)[0] != Match.NONE:
+            methods |= route.methods
+    return sorted(methods)
+
+
 def install_error_handlers(app: FastAPI) -> None:
     """Map validation errors and our typed errors onto the JSON shape.
 
@@ -114,8 +125,11 @@ def install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(StarletteHTTPException)
     async def http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:
         code = "not_found" if exc.status_code == 404 else f"http_{exc.status_code}"
+        headers = dict(exc.headers or {})
+        if exc.status_code == 405:
+            headers["Allow"] = ", ".join(_allowed_methods(app, request.scope))
         return error_response(
-            exc.status_code, code, str(exc.detail), _request_id(request), headers=exc.headers
+            exc.status_code, code, str(exc.detail), _request_id(request), headers=headers
         )
 
     @app.exception_handler(DataLayerError)
@@ -135,6 +149,7 @@ def _described(description: str) -> dict[str, Any]:
 
 
 ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
+    400: _described("the body is not valid JSON"),
     401: _described("missing or wrong bearer token"),
     413: _described("too large"),
     422: _described("invalid request or input"),

@@ -99,7 +99,7 @@ class ApiGuard:
         try:
             await self.app(scope, receive, tracking_send)
         except Exception as exc:
-            log.error("api.unexpected_error", error_type=type(exc).__name__, exc_info=exc)
+            log.exception("api.unexpected_error", error_type=type(exc).__name__)
             if started:
                 raise
             response = error_response(

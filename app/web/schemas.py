@@ -2,49 +2,75 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Annotated, Any
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, create_model
+
+from app.web.params import VECTOR_ID_MAX_CHARS
 
 __all__ = [
     "BatchResult",
-    "BatchUpsert",
     "EventIn",
     "EventOut",
     "LockRequest",
     "LockState",
     "Match",
-    "QueryRequest",
     "QueryResult",
     "SessionIn",
     "SessionOut",
-    "VectorIn",
-    "VectorItem",
+    "VectorModels",
     "VectorOut",
     "VectorRef",
+    "vector_models",
 ]
 
 FiniteFloat = Annotated[float, Field(allow_inf_nan=False)]
-Ttl = Annotated[float, Field(gt=0, le=365 * 24 * 3600, allow_inf_nan=False)]
+Ttl = Annotated[float, Field(ge=0.001, le=365 * 24 * 3600, allow_inf_nan=False)]
 MAX_BATCH = 10_000
+# The HTTP API takes event types of ASCII words, so that 255 characters are 255 bytes.
+EVENT_TYPE_PATTERN = r"^[A-Za-z0-9_-]+(\.[A-Za-z0-9_-]+)*$"
 
 
 class Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", strict=True)
 
 
-class VectorIn(Strict):
-    vector: list[FiniteFloat] = Field(min_length=1)
-    metadata: dict[str, Any] | None = None
+@dataclass(frozen=True)
+class VectorModels:
+    """Request bodies whose vectors have exactly the index's dimension (shown in the schema)."""
+
+    single: type[BaseModel]
+    batch: type[BaseModel]
+    query: type[BaseModel]
 
 
-class VectorItem(VectorIn):
-    id: str = Field(min_length=1)
-
-
-class BatchUpsert(Strict):
-    items: list[VectorItem] = Field(min_length=1, max_length=MAX_BATCH)
+def vector_models(dimension: int) -> VectorModels:
+    """The vector request models for an index of ``dimension``."""
+    vector = Annotated[list[FiniteFloat], Field(min_length=dimension, max_length=dimension)]
+    metadata = Annotated[dict[str, Any] | None, Field(default=None)]
+    single = create_model("VectorIn", __base__=Strict, vector=(vector, ...), metadata=metadata)
+    item = create_model(
+        "VectorItem",
+        __base__=Strict,
+        id=(str, Field(min_length=1, max_length=VECTOR_ID_MAX_CHARS)),
+        vector=(vector, ...),
+        metadata=metadata,
+    )
+    batch = create_model(
+        "BatchUpsert",
+        __base__=Strict,
+        items=(list[item], Field(min_length=1, max_length=MAX_BATCH)),
+    )
+    query = create_model(
+        "QueryRequest",
+        __base__=Strict,
+        vector=(vector, ...),
+        top_k=(int, Field(default=10, ge=1, le=1000)),
+        filter=(dict[str, Any] | None, None),
+    )
+    return VectorModels(single, batch, query)
 
 
 class VectorRef(BaseModel):
@@ -64,12 +90,6 @@ class VectorOut(BaseModel):
     metadata: dict[str, Any] | None
 
 
-class QueryRequest(Strict):
-    vector: list[FiniteFloat] = Field(min_length=1)
-    top_k: int = Field(default=10, ge=1, le=1000)
-    filter: dict[str, Any] | None = None
-
-
 class Match(BaseModel):
     id: str
     score: float
@@ -81,7 +101,7 @@ class QueryResult(BaseModel):
 
 
 class EventIn(Strict):
-    type: str = Field(min_length=1, max_length=255)
+    type: str = Field(min_length=1, max_length=255, pattern=EVENT_TYPE_PATTERN)
     resource: str
     key: str
     payload: dict[str, Any] = Field(default_factory=dict)

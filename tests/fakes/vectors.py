@@ -48,7 +48,7 @@ class FakeVectorIndex:
         vector: Sequence[float],
         top_k: int = 10,
         *,
-        filter: Mapping[str, Any] | None = None,  # noqa: A002
+        filter: Mapping[str, Any] | None = None,
     ) -> list[VectorMatch]:
         self.calls.append("query")
         query = self._unit(vector)

@@ -13,11 +13,17 @@ from structlog.testing import capture_logs
 from app.errors import BackendNotConfiguredError, ConfigurationError
 from app.web import create_app
 from containers import create_container
-from settings import Settings, load_settings
+from settings import ApiSettings, Settings, load_settings
 from tests.conftest import API_TOKEN, Fakes, serve_app
 from tests.fakes.vectors import FakeVectorIndex
 
 pytestmark = pytest.mark.integration
+
+
+def with_api(settings: Settings, **api: Any) -> Settings:
+    """``settings`` with some API__* values replaced (validated like the environment's)."""
+    section = ApiSettings.model_validate({**settings.api.model_dump(), **api})
+    return settings.model_copy(update={"api": section})
 
 
 def assert_error(response: httpx.Response, status: int, code: str) -> dict[str, Any]:
@@ -73,15 +79,20 @@ async def test_vector_input_errors_are_422_and_change_nothing(api: httpx.AsyncCl
     """Wrong dimension, a zero vector and a bad namespace give 422 naming the problem."""
     await api.put("/v1/vectors/docs/a", json={"vector": [1, 0, 0, 0]})
     wrong = assert_error(
-        await api.put("/v1/vectors/docs/a", json={"vector": [1, 2]}), 422, "invalid_input"
+        await api.put("/v1/vectors/docs/a", json={"vector": [1, 2]}), 422, "invalid_request"
     )
-    assert "expected 4" in wrong["message"]
-    assert_error(
-        await api.put("/v1/vectors/docs/z", json={"vector": [0, 0, 0, 0]}), 422, "invalid_input"
+    assert wrong["details"][0]["field"] == "body.vector"
+    assert "4 items" in wrong["details"][0]["message"]
+    zero = assert_error(
+        await api.put("/v1/vectors/docs/a", json={"vector": [0, 0, 0, 0]}), 422, "invalid_input"
     )
-    assert_error(
-        await api.put("/v1/vectors/Bad..NS/a", json={"vector": [1, 0, 0, 0]}), 422, "invalid_input"
+    assert "zero" in zero["message"]
+    bad_namespace = assert_error(
+        await api.put("/v1/vectors/Bad..NS/a", json={"vector": [1, 0, 0, 0]}),
+        422,
+        "invalid_request",
     )
+    assert bad_namespace["details"][0]["field"] == "path.namespace"
     missing = assert_error(await api.put("/v1/vectors/docs/a", json={}), 422, "invalid_request")
     assert missing["details"][0]["field"] == "body.vector"
     assert (await api.get("/v1/vectors/docs/a")).json()["vector"] == [1, 0, 0, 0]
@@ -103,18 +114,7 @@ async def test_sessions(api: httpx.AsyncClient) -> None:
 
 async def test_locks_belong_to_the_caller(app_settings: Settings) -> None:
     """A lock taken by one token is 409 for another; only its owner extends and releases it."""
-    settings = app_settings.model_copy(
-        update={
-            "api": app_settings.api.model_copy(
-                update={
-                    "tokens": [
-                        *app_settings.api.tokens,
-                        *load_settings(api={"tokens": ["other"]}).api.tokens,
-                    ]
-                }
-            )
-        }
-    )
+    settings = with_api(app_settings, tokens=[API_TOKEN, "other"])
     async with serve_app(create_container(settings)) as api:
         other = {"Authorization": "Bearer other"}
         first = await api.post("/v1/locks/job-1", json={"ttl_seconds": 30})
@@ -151,7 +151,7 @@ async def test_publish_event(api: httpx.AsyncClient) -> None:
     assert_error(
         await api.post("/v1/events", json={"type": "user.*", "resource": "r", "key": "k"}),
         422,
-        "invalid_input",
+        "invalid_request",
     )
 
 
@@ -169,13 +169,7 @@ async def test_missing_or_wrong_token_is_401(api: httpx.AsyncClient) -> None:
 
 async def test_rate_limit_then_429(app_settings: Settings) -> None:
     """Exactly `limit` requests pass, then 429 with Retry-After; headers on every response."""
-    settings = app_settings.model_copy(
-        update={
-            "api": app_settings.api.model_copy(
-                update={"rate_limit": 3, "rate_limit_window_seconds": 30.0}
-            )
-        }
-    )
+    settings = with_api(app_settings, rate_limit=3, rate_limit_window_seconds=30.0)
     async with serve_app(create_container(settings)) as api:
         seen = []
         for _ in range(3):
@@ -225,7 +219,7 @@ async def test_unexpected_error_is_500_without_internals(app_settings: Settings)
 
 
 def test_auth_enabled_without_tokens_refuses_to_start(tmp_path: Path) -> None:
-    """With API__AUTH=enabled and no tokens, create_app raises a ConfigurationError saying what to set."""
+    """API__AUTH=enabled without tokens: create_app raises a ConfigurationError naming the fix."""
     settings = load_settings(data_dir=tmp_path)
     with pytest.raises(ConfigurationError, match="API__TOKENS"):
         create_app(create_container(settings))
@@ -252,25 +246,17 @@ async def test_overridden_backends_are_used_and_the_real_ones_never_start(
     async with serve_app(overridden_container) as api:
         await api.put("/v1/vectors/docs/a", json={"vector": [1, 0, 0, 0]})
         await api.put("/v1/sessions/s", json={"data": {"x": 1}})
-        received = []
-        fakes.bus.subscribe(
-            "#", received.append_async if hasattr(received, "append_async") else _collect(received)
-        )
+        received: list[str] = []
+
+        async def collect(event: Any) -> None:
+            received.append(event.type)
+
+        await fakes.bus.subscribe("#", collect)
         await api.post("/v1/events", json={"type": "a.b", "resource": "r", "key": "k"})
         await fakes.bus.drain(2.0)
     assert "upsert" in fakes.vectors.calls
     assert await fakes.state.get_session("s") == {"x": 1}
-    assert [event.type for event in received] == ["a.b"]
-    lifecycle_started = (
-        overridden_container  # the app's lifecycle is gone; check the settings' paths
-    )
+    assert received == ["a.b"]
     assert not app_settings.faiss.index_path.exists(), "the real VectorIndex was started"
-    assert lifecycle_started.state_layer.memory.initialized is False
-    assert lifecycle_started.event_layer.inprocess.initialized is False
-
-
-def _collect(target: list[Any]) -> Any:
-    async def handler(event: Any) -> None:
-        target.append(event)
-
-    return handler
+    assert overridden_container.state_layer.memory.initialized is False
+    assert overridden_container.event_layer.inprocess.initialized is False

@@ -40,25 +40,16 @@ async def publish(body: EventIn) -> EventOut:
 
 
 async def _sse(pattern: str, stop: asyncio.Event) -> AsyncIterator[bytes]:
-    yield b": subscribed\n\n"
-    events = service.stream_events(pattern, stop)
-    pending = asyncio.ensure_future(anext(events))
-    try:
-        while True:
-            done, _ = await asyncio.wait({pending}, timeout=HEARTBEAT_S)
-            if not done:
-                yield b": heartbeat\n\n"
+    async with await service.open_event_stream(pattern) as events:
+        yield b": subscribed\n\n"
+        while not stop.is_set():
+            event = await events.next(stop, HEARTBEAT_S)
+            if event is None:
+                if not stop.is_set():
+                    yield b": heartbeat\n\n"
                 continue
-            try:
-                event = pending.result()
-            except StopAsyncIteration:
-                return
             data = codec.encode(event, SSE_MAX_EVENT_BYTES).body.decode()
             yield f"id: {event.id}\nevent: {event.type}\ndata: {data}\n\n".encode()
-            pending = asyncio.ensure_future(anext(events))
-    finally:
-        pending.cancel()
-        await events.aclose()
 
 
 @router.get(

@@ -8,6 +8,7 @@ from fastapi import APIRouter, Request, Response
 
 from app.services import locks as service
 from app.web.errors import ERROR_RESPONSES, ApiError, ErrorBody
+from app.web.params import StateKey
 from app.web.schemas import LockRequest, LockState
 
 __all__ = ["router"]
@@ -25,7 +26,7 @@ def _caller(request: Request) -> str:
 
 # Registered before "/{key}" so that "name:extend" is not taken for a key.
 @router.post("/{key}:extend", responses=CONFLICT)
-async def extend(key: str, body: LockRequest, request: Request) -> LockState:
+async def extend(key: StateKey, body: LockRequest, request: Request) -> LockState:
     """Renew your lease on ``key`` to ``ttl_seconds`` from now."""
     owner = _caller(request)
     if not await service.extend_lock(key, owner, body.ttl_seconds):
@@ -34,7 +35,7 @@ async def extend(key: str, body: LockRequest, request: Request) -> LockState:
 
 
 @router.post("/{key}", responses=CONFLICT)
-async def acquire(key: str, body: LockRequest, request: Request) -> LockState:
+async def acquire(key: StateKey, body: LockRequest, request: Request) -> LockState:
     """Take the lease on ``key`` if it is free (never waits); 409 if someone holds it."""
     owner = _caller(request)
     if not await service.acquire_lock(key, owner, body.ttl_seconds):
@@ -43,7 +44,7 @@ async def acquire(key: str, body: LockRequest, request: Request) -> LockState:
 
 
 @router.delete("/{key}", status_code=204, responses=CONFLICT)
-async def release(key: str, request: Request) -> Response:
+async def release(key: StateKey, request: Request) -> Response:
     """Release your lease on ``key``; 409 if you do not hold it."""
     if not await service.release_lock(key, _caller(request)):
         raise ApiError(409, "lock_not_held", f"you do not hold the lock {key!r}")

@@ -8,6 +8,7 @@ from fastapi import APIRouter, Response
 
 from app.services import sessions as service
 from app.web.errors import ERROR_RESPONSES, ApiError, ErrorBody
+from app.web.params import StateKey
 from app.web.schemas import SessionIn, SessionOut
 
 __all__ = ["router"]
@@ -19,14 +20,14 @@ NOT_FOUND: dict[int | str, dict[str, Any]] = {
 
 
 @router.put("/{session_id}")
-async def put(session_id: str, body: SessionIn) -> SessionOut:
+async def put(session_id: StateKey, body: SessionIn) -> SessionOut:
     """Store the session's data, replacing data and TTL (no TTL: never expires)."""
     await service.put_session(session_id, body.data, body.ttl_seconds)
     return SessionOut(id=session_id, data=body.data)
 
 
 @router.get("/{session_id}", responses=NOT_FOUND)
-async def get(session_id: str, touch: bool = False) -> SessionOut:
+async def get(session_id: StateKey, touch: bool = False) -> SessionOut:
     """The session's data; ``touch=true`` refreshes its TTL."""
     data = await service.get_session(session_id, touch=touch)
     if data is None:
@@ -35,7 +36,7 @@ async def get(session_id: str, touch: bool = False) -> SessionOut:
 
 
 @router.delete("/{session_id}", status_code=204, responses=NOT_FOUND)
-async def delete(session_id: str) -> Response:
+async def delete(session_id: StateKey) -> Response:
     """Delete the session."""
     if not await service.delete_session(session_id):
         raise ApiError(404, "not_found", f"no session {session_id!r}")

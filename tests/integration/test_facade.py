@@ -1,0 +1,205 @@
+"""``DataLayer``: the original design's usage, in both modes, and its failure behaviour."""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+
+import asyncpg
+import pytest
+
+from app import (
+    BackendNotConfiguredError,
+    DataEvent,
+    DataLayer,
+    DataLayerConfig,
+    ElasticsearchConfig,
+    FaissConfig,
+    NotStartedError,
+    PostgresConfig,
+    RedisConfig,
+    ResourceStartError,
+)
+
+pytestmark = pytest.mark.integration
+
+DIM = 8
+
+
+def vector(seed: int) -> list[float]:
+    return [float((seed * (i + 3)) % 7 + 1) for i in range(DIM)]
+
+
+async def original_snippet(data: DataLayer, key: str, index: str, with_redis_es: bool) -> None:
+    """The original design's usage, line for line (minus Redis/Elasticsearch in single_node)."""
+    received: list[DataEvent] = []
+
+    async def handler(event: DataEvent) -> None:
+        received.append(event)
+
+    ok = (await data.health()).ok
+    assert ok
+    if with_redis_es:
+        await data.redis.set(key, b"value")
+        assert await data.redis.get(key) == b"value"
+        await data.redis.delete(key)
+    n = await data.postgres.fetchval("SELECT 1 + 1")
+    assert n == 2
+    if with_redis_es:
+        await data.elasticsearch.index(index=index, id="1", document={"title": "t"}, refresh=True)
+        assert (await data.elasticsearch.get(index=index, id="1"))["_source"] == {"title": "t"}
+        await data.elasticsearch.indices.delete(index=index)
+    await data.vectors.upsert(
+        namespace="embeddings", vector_id="doc-1", vector=vector(1), metadata={"title": "one"}
+    )
+    hits = await data.vectors.query(namespace="embeddings", vector=vector(1), top_k=5)
+    assert hits[0].id == "doc-1"
+    assert hits[0].metadata == {"title": "one"}
+    subscription = data.events.subscribe("user.created", handler)
+    await subscription
+    await data.events.publish(
+        DataEvent(
+            type="user.created",
+            resource="users",
+            key="user-123",
+            payload={"name": "Ada"},
+            source="postgres",
+        )
+    )
+    await data.events.drain(10.0)
+    assert [(e.type, e.key, e.payload) for e in received] == [
+        ("user.created", "user-123", {"name": "Ada"})
+    ]
+
+
+async def test_original_usage_distributed(
+    tmp_path: Path,
+    redis_url: str,
+    postgres_dsn: str,
+    rabbitmq_url: str,
+    elasticsearch_url: str,
+    unique_name: str,
+) -> None:
+    """The original snippet works against real Redis, Postgres, RabbitMQ (and Elasticsearch)."""
+    config = DataLayerConfig(
+        deployment_mode="distributed",
+        event_bus="rabbitmq",
+        redis=RedisConfig(url=redis_url),
+        postgres=PostgresConfig(dsn=postgres_dsn),
+        elasticsearch=ElasticsearchConfig(hosts=[elasticsearch_url]),
+        faiss=FaissConfig(index_path=tmp_path / "faiss", dimension=DIM),
+        rabbitmq={"url": rabbitmq_url, "exchange": unique_name},
+        state={"namespace": unique_name},
+    )
+    async with DataLayer(config) as data:
+        await original_snippet(data, f"{unique_name}:key", unique_name, with_redis_es=True)
+        health = await data.health()
+        assert dict(health.details) == {
+            "redis": "ok",
+            "postgres": "ok",
+            "elasticsearch": "ok",
+            "faiss": "ok",
+            "rabbitmq": "ok",
+            "state": "ok",
+            "events": "ok",
+        }
+        assert set(health.latency_ms) == set(health.details)
+    await _delete_exchange(rabbitmq_url, unique_name)
+
+
+async def test_original_usage_single_node(tmp_path: Path) -> None:
+    """The same snippet minus Redis/Elasticsearch on the embedded Postgres, nothing installed."""
+    config = DataLayerConfig(
+        data_dir=tmp_path / "data",
+        faiss=FaissConfig(index_path=tmp_path / "faiss", dimension=DIM),
+    )
+    async with DataLayer(config) as data:
+        await original_snippet(data, "unused", "unused", with_redis_es=False)
+        health = await data.health()
+        assert health.details["redis"] == "disabled"
+        assert health.details["elasticsearch"] == "disabled"
+        assert health.details["rabbitmq"] == "disabled"
+        with pytest.raises(BackendNotConfiguredError, match="set DEPLOYMENT_MODE=distributed"):
+            _ = data.redis
+        with pytest.raises(BackendNotConfiguredError, match="ELASTICSEARCH__HOSTS"):
+            _ = data.elasticsearch
+
+
+def test_use_before_start_says_how_to_start(tmp_path: Path) -> None:
+    """Any client before start() raises NotStartedError saying to call start() or use async with."""
+    data = DataLayer(DataLayerConfig(data_dir=tmp_path))
+    for name in ("redis", "postgres", "elasticsearch", "vectors", "events", "state"):
+        with pytest.raises(NotStartedError, match=r"call start\(\) or use async with"):
+            getattr(data, name)
+
+
+async def _our_connections(postgres_dsn: str, application_name: str) -> int:
+    connection = await asyncpg.connect(postgres_dsn)
+    try:
+        count: int = await connection.fetchval(
+            "SELECT count(*) FROM pg_stat_activity WHERE application_name = $1", application_name
+        )
+        return count
+    finally:
+        await connection.close()
+
+
+async def _delete_exchange(rabbitmq_url: str, name: str) -> None:
+    import aio_pika
+
+    connection = await aio_pika.connect(rabbitmq_url)
+    async with connection:
+        channel = await connection.channel()
+        await channel.exchange_delete(name)
+
+
+async def test_unreachable_backend_fails_once_and_closes_the_rest(
+    tmp_path: Path, postgres_dsn: str, redis_url: str, unique_name: str
+) -> None:
+    """RabbitMQ unreachable: one clear error, and no Postgres connection of ours stays open."""
+    config = DataLayerConfig(
+        deployment_mode="distributed",
+        event_bus="rabbitmq",
+        redis=RedisConfig(url=redis_url),
+        postgres=PostgresConfig(dsn=postgres_dsn, application_name=unique_name, min_connections=2),
+        faiss=FaissConfig(index_path=tmp_path / "faiss", dimension=DIM),
+        rabbitmq={"url": "amqp://guest:guest@127.0.0.1:1/", "connect_timeout_s": 3},
+        state={"namespace": unique_name},
+    )
+    data = DataLayer(config)
+    with pytest.raises(
+        ResourceStartError, match=r"^rabbitmq failed to start \(amqp://guest:\*\*\*@"
+    ):
+        await data.start()
+    assert await _our_connections(postgres_dsn, unique_name) == 0
+    with pytest.raises(NotStartedError):
+        _ = data.postgres
+
+
+async def test_health_reports_a_stopped_backend_within_its_timeout(
+    tmp_path: Path, redis_url: str, postgres_dsn: str, unique_name: str
+) -> None:
+    """A backend that goes away mid-run shows as error within the timeout; the rest stay ok."""
+    config = DataLayerConfig(
+        deployment_mode="distributed",
+        redis=RedisConfig(url=redis_url),
+        postgres=PostgresConfig(dsn=postgres_dsn),
+        faiss=FaissConfig(index_path=tmp_path / "faiss", dimension=DIM),
+        state={"namespace": unique_name},
+    )
+    async with DataLayer(config) as data:
+        await data.postgres.close()  # the pool is gone, as if the server had stopped
+        started = asyncio.get_running_loop().time()
+        health = await data.health(timeout_s=1.0)
+        elapsed = asyncio.get_running_loop().time() - started
+        assert health.ok is False
+        assert health.details["postgres"].startswith("error: ")
+        assert {k: v for k, v in health.details.items() if k != "postgres"} == {
+            "redis": "ok",
+            "elasticsearch": "disabled",
+            "faiss": "ok",
+            "rabbitmq": "disabled",
+            "state": "ok",
+            "events": "ok",
+        }
+        assert elapsed < 2.0
