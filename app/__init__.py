@@ -29,6 +29,8 @@ if TYPE_CHECKING:
         ResourceStartError,
         ResourceStopError,
         SnapshotCorruptError,
+        StateBackendError,
+        StateBackendUnavailableError,
         VectorIndexError,
     )
     from app.events import DataEvent, EventBus, InProcessEventBus, RabbitMQEventBus
@@ -61,6 +63,8 @@ _ERRORS = (
     "ResourceStartError",
     "ResourceStopError",
     "SnapshotCorruptError",
+    "StateBackendError",
+    "StateBackendUnavailableError",
     "VectorIndexError",
 )
 
@@ -118,6 +122,8 @@ __all__ = [
     "ResourceStopError",
     "SnapshotCorruptError",
     "StateBackend",
+    "StateBackendError",
+    "StateBackendUnavailableError",
     "VectorIndex",
     "VectorIndexError",
     "VectorMatch",

@@ -12,6 +12,8 @@ catch either (``except ValueError`` still catches a ``DimensionMismatchError``):
     │   └── NotStartedError (RuntimeError)       used before start()
     ├── BackendNotConfiguredError (LookupError)  the configured mode does not start this backend
     ├── BackendClosedError (RuntimeError)        a call after close()
+    ├── StateBackendError
+    │   └── StateBackendUnavailableError (ConnectionError)   Redis did not answer
     ├── EventBusError
     │   ├── EventSerializationError (TypeError)  payload is not JSON-serialisable
     │   ├── EventTooLargeError (ValueError)      encoded event over max_event_bytes
@@ -49,6 +51,8 @@ __all__ = [
     "ResourceStartError",
     "ResourceStopError",
     "SnapshotCorruptError",
+    "StateBackendError",
+    "StateBackendUnavailableError",
     "VectorIndexError",
 ]
 
@@ -95,6 +99,14 @@ class BackendNotConfiguredError(DataLayerError, LookupError):
 
 class BackendClosedError(DataLayerError, RuntimeError):
     """A call was made on a backend after ``close()``."""
+
+
+class StateBackendError(DataLayerError):
+    """Root of the state backend errors that are not argument errors."""
+
+
+class StateBackendUnavailableError(StateBackendError, ConnectionError):
+    """The state store (Redis) could not be reached or did not answer in time."""
 
 
 class EventBusError(DataLayerError):

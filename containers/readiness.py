@@ -40,18 +40,14 @@ class Readiness:
         }
 
 
-async def _run_check(name: str, check: Check, address: str, timeout_s: float) -> Readiness:
+async def _timed(check: Check) -> float:
     started = time.perf_counter()
-    error: str | None = None
-    try:
-        async with asyncio.timeout(timeout_s):
-            await check()
-    except TimeoutError:
-        error = f"no answer within {timeout_s} s"
-    except Exception as exc:  # the error text is the result of a readiness check
-        error = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
-    latency_ms = round((time.perf_counter() - started) * 1000, 2)
-    return Readiness(name, "ok" if error is None else "error", latency_ms, address, error)
+    await check()
+    return round((time.perf_counter() - started) * 1000, 2)
+
+
+def _error_text(exc: BaseException) -> str:
+    return f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
 
 
 async def ping_all(
@@ -60,15 +56,31 @@ async def ping_all(
     timeout_s: float = DEFAULT_PING_TIMEOUT_S,
     addresses: Mapping[str, str] | None = None,
 ) -> dict[str, Readiness]:
-    """Run every check concurrently, each bounded by ``timeout_s``; never raises."""
+    """Run every check concurrently under one deadline of ``timeout_s``; never raises.
+
+    A check still running at the deadline is cancelled and reported as an error, so one
+    hung backend costs the caller ``timeout_s`` at most.
+    """
     addresses = addresses or {}
-    results = await asyncio.gather(
-        *(
-            _run_check(name, check, addresses.get(name, "-"), timeout_s)
-            for name, check in checks.items()
-        )
-    )
-    return {result.resource: result for result in results}
+    started = time.perf_counter()
+    tasks = {name: asyncio.ensure_future(_timed(check)) for name, check in checks.items()}
+    if tasks:
+        _, pending = await asyncio.wait(tasks.values(), timeout=timeout_s)
+        for task in pending:
+            task.cancel()
+    results: dict[str, Readiness] = {}
+    for name, task in tasks.items():
+        address = addresses.get(name, "-")
+        if task.cancelled() or not task.done():
+            waited = round((time.perf_counter() - started) * 1000, 2)
+            error = f"no answer within {timeout_s} s"
+            results[name] = Readiness(name, "error", waited, address, error)
+        elif (exc := task.exception()) is not None:
+            waited = round((time.perf_counter() - started) * 1000, 2)
+            results[name] = Readiness(name, "error", waited, address, _error_text(exc))
+        else:
+            results[name] = Readiness(name, "ok", task.result(), address)
+    return results
 
 
 def _unit_check(lifecycle: Lifecycle, unit: ResourceUnit) -> Check:

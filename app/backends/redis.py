@@ -13,9 +13,12 @@ __all__ = ["ping_redis", "redis_client"]
 
 async def redis_client(settings: RedisSettings) -> AsyncIterator[aioredis.Redis]:
     """Create the client (it owns its pool), check it answers ``PING``, ``aclose()`` it at stop."""
-    pool = aioredis.ConnectionPool.from_url(
+    # Blocking: past max_connections a command waits (up to the socket timeout) for a free
+    # connection instead of failing at once with "Too many connections".
+    pool = aioredis.BlockingConnectionPool.from_url(
         settings.connection_url().get_secret_value(),
         max_connections=settings.max_connections,
+        timeout=settings.socket_timeout_s,
         socket_timeout=settings.socket_timeout_s,
         socket_connect_timeout=settings.connect_timeout_s,
     )

@@ -21,6 +21,7 @@ from app.errors import (
     EventTooLargeError,
     NotStartedError,
     PublishError,
+    StateBackendUnavailableError,
 )
 
 __all__ = ["ERROR_RESPONSES", "ApiError", "ErrorBody", "error_response", "install_error_handlers"]
@@ -78,6 +79,7 @@ STATUS_BY_ERROR: tuple[tuple[type[BaseException], int, str], ...] = (
     (BackendClosedError, 503, "backend_closed"),
     (NotStartedError, 503, "not_started"),
     (PublishError, 503, "publish_failed"),
+    (StateBackendUnavailableError, 503, "state_unavailable"),
     (EventTooLargeError, 413, "too_large"),
     (ValueError, 422, "invalid_input"),
     (TypeError, 422, "invalid_input"),

@@ -1,0 +1,277 @@
+"""The Redis :class:`~app.state.protocol.StateBackend`, shared by every replica.
+
+Every read-modify-write is one Lua script run by SHA (see :mod:`app.state.scripts`), so each
+operation is one round trip; plain writes and reads are single commands (``SET``, ``GET``,
+``DEL``). Time comes from Redis ``TIME`` inside the rate-limit script, never from a client.
+Keys: ``<namespace>:<kind>:<key>`` with kind ``v`` values, ``s`` sessions, ``e`` embeddings,
+``l`` locks and ``r`` rate-limit logs (``r:<len(scope)>:<scope>:<window>:<user_id>``, so
+no choice of scope and user id can produce another pair's key).
+
+The Redis client belongs to the caller (the container): :meth:`RedisStateBackend.close`
+only refuses further calls; it does not close the client.
+"""
+
+from __future__ import annotations
+
+import math
+import uuid
+from typing import Any, Final
+
+import structlog
+from redis.asyncio import Redis
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import ResponseError
+from redis.exceptions import TimeoutError as RedisTimeoutError
+
+from app.errors import BackendClosedError
+from app.state import codec
+from app.errors import StateBackendUnavailableError
+from app.state.protocol import Vector
+from app.state.scripts import LuaScript, load_script
+from app.state.validation import (
+    check_amount,
+    check_key,
+    check_limit,
+    check_lock_ttl,
+    check_owner,
+    check_ttl,
+    check_window,
+    show,
+)
+
+__all__ = ["RedisStateBackend"]
+
+log = structlog.get_logger(__name__)
+
+MiB: Final = 1024 * 1024
+_WINDOW_CACHE_SIZE: Final = 1024
+_UNAVAILABLE: Final = (RedisConnectionError, RedisTimeoutError)
+
+
+class RedisStateBackend:
+    """State in Redis under ``namespace``; every replica with the same namespace shares it.
+
+    ``redis`` must return bytes (``decode_responses=False``): embeddings are binary.
+    """
+
+    def __init__(
+        self,
+        redis: Redis,
+        *,
+        namespace: str = "datalayer",
+        max_value_bytes: int = MiB,
+    ) -> None:
+        if not isinstance(redis, Redis):
+            raise TypeError(f"redis must be a redis.asyncio.Redis client, got {show(redis)}")
+        if redis.connection_pool.connection_kwargs.get("decode_responses"):
+            raise ValueError(
+                "redis must be created with decode_responses=False: cached embeddings are"
+                " binary; got a client with decode_responses=True"
+            )
+        self.namespace = check_key(namespace, "namespace")
+        if type(max_value_bytes) is not int or max_value_bytes <= 0:
+            raise ValueError(f"max_value_bytes must be an int > 0, got {show(max_value_bytes)}")
+        self.max_value_bytes = max_value_bytes
+        self.identity = uuid.uuid4().hex
+        self._redis = redis
+        self._closed = False
+        self._values = f"{namespace}:v:"
+        self._sessions = f"{namespace}:s:"
+        self._embeddings = f"{namespace}:e:"
+        self._locks = f"{namespace}:l:"
+        self._rate = f"{namespace}:r:"
+        # window_seconds -> (key part, window in microseconds, PEXPIRE in ms)
+        self._windows: dict[float, tuple[str, int, int]] = {}
+        self._rate_limit = load_script("rate_limit")
+        self._lock_release = load_script("lock_release")
+        self._lock_extend = load_script("lock_extend")
+        self._increment = load_script("increment")
+        self._session_touch = load_script("session_touch")
+
+    # -- plumbing --------------------------------------------------------------------------
+
+    def _check_open(self) -> None:
+        if self._closed:
+            raise BackendClosedError(
+                "RedisStateBackend is closed; no call is allowed after close()"
+            )
+
+    async def _command(self, *args: Any) -> Any:
+        try:
+            return await self._redis.execute_command(*args)  # type: ignore[no-untyped-call]
+        except _UNAVAILABLE as exc:
+            raise StateBackendUnavailableError(
+                f"Redis did not answer {args[0]} for state namespace {self.namespace!r}: {exc}"
+            ) from exc
+
+    async def _eval(self, script: LuaScript, key: str, *args: Any) -> Any:
+        try:
+            return await script.run(self._redis, 1, key, *args)
+        except _UNAVAILABLE as exc:
+            raise StateBackendUnavailableError(
+                f"Redis did not answer script {script.name} for state namespace"
+                f" {self.namespace!r}: {exc}"
+            ) from exc
+
+    async def ping(self) -> bool:
+        """Round-trip to Redis; True if it answered."""
+        self._check_open()
+        return bool(await self._command("PING"))
+
+    async def close(self) -> None:
+        """Refuse further calls; idempotent. The Redis client stays open (the caller owns it)."""
+        if not self._closed:
+            self._closed = True
+            log.debug("state.closed", namespace=self.namespace, backend="redis")
+
+    # -- rate limiting ---------------------------------------------------------------------
+
+    def _window(self, window: float) -> tuple[str, int, int]:
+        cached = self._windows.get(window)
+        if cached is None:
+            if len(self._windows) >= _WINDOW_CACHE_SIZE:
+                self._windows.clear()
+            cached = (repr(window), max(1, math.ceil(window * 1e6)), math.ceil(window * 1e3))
+            self._windows[window] = cached
+        return cached
+
+    async def rate_limit_check(
+        self, user_id: str, limit: int, window_seconds: float, *, scope: str = "default"
+    ) -> tuple[bool, int]:
+        """Sliding log of allowed calls in ``(now - window, now]``; see CONTRACTS.md R1-R9."""
+        if self._closed:
+            self._check_open()
+        check_key(user_id, "user_id")
+        check_key(scope, "scope")
+        check_limit(limit)
+        window = check_window(window_seconds)
+        if limit == 0:
+            return False, 0
+        part, window_us, window_ms = self._window(window)
+        key = f"{self._rate}{len(scope)}:{scope}:{part}:{user_id}"
+        allowed, remaining = await self._eval(self._rate_limit, key, limit, window_us, window_ms)
+        return bool(allowed), remaining
+
+    # -- locks -----------------------------------------------------------------------------
+
+    async def acquire_lock(
+        self, key: str, ttl_seconds: float = 30, owner: str | None = None
+    ) -> bool:
+        """``SET NX PX``: take the lease if it is free; never blocks, not re-entrant."""
+        self._check_open()
+        check_key(key)
+        ttl_ms = check_lock_ttl(ttl_seconds)
+        holder = check_owner(owner, self.identity)
+        return bool(await self._command("SET", self._locks + key, holder, "NX", "PX", ttl_ms))
+
+    async def release_lock(self, key: str, owner: str | None = None) -> bool:
+        """Compare-and-delete on the owner token."""
+        self._check_open()
+        check_key(key)
+        holder = check_owner(owner, self.identity)
+        return bool(await self._eval(self._lock_release, self._locks + key, holder))
+
+    async def extend_lock(self, key: str, ttl_seconds: float, owner: str | None = None) -> bool:
+        """Compare-and-expire on the owner token: the remaining lease becomes ``ttl_seconds``."""
+        self._check_open()
+        check_key(key)
+        ttl_ms = check_lock_ttl(ttl_seconds)
+        holder = check_owner(owner, self.identity)
+        return bool(await self._eval(self._lock_extend, self._locks + key, holder, ttl_ms))
+
+    # -- embeddings ------------------------------------------------------------------------
+
+    async def cache_embedding(
+        self, text_hash: str, vector: Vector, ttl: float | None = 3600
+    ) -> None:
+        """Store ``vector`` as little-endian float32."""
+        self._check_open()
+        check_key(text_hash, "text_hash")
+        ttl_ms = check_ttl(ttl)
+        blob = codec.encode_vector(vector, self.max_value_bytes)
+        await self._set(self._embeddings + text_hash, blob, ttl_ms)
+
+    async def get_cached_embedding(self, text_hash: str) -> list[float] | None:
+        """A new list of the cached floats, or None (missing, expired or corrupt)."""
+        self._check_open()
+        check_key(text_hash, "text_hash")
+        blob = await self._command("GET", self._embeddings + text_hash)
+        return None if blob is None else codec.decode_vector(blob, text_hash)
+
+    # -- sessions --------------------------------------------------------------------------
+
+    async def set_session(
+        self, session_id: str, data: dict[str, Any], ttl: float | None = None
+    ) -> None:
+        """Replace the session's data and TTL."""
+        self._check_open()
+        check_key(session_id, "session_id")
+        ttl_ms = check_ttl(ttl)
+        blob = codec.encode_session(data, ttl_ms, self.max_value_bytes)
+        await self._set(self._sessions + session_id, blob, ttl_ms)
+
+    async def get_session(self, session_id: str, *, touch: bool = False) -> dict[str, Any] | None:
+        """A copy of the session's data; ``touch=True`` renews the TTL it was stored with."""
+        self._check_open()
+        check_key(session_id, "session_id")
+        key = self._sessions + session_id
+        if touch:
+            blob = await self._eval(self._session_touch, key)
+        else:
+            blob = await self._command("GET", key)
+        return None if blob is None else codec.decode_session(blob)[0]
+
+    async def delete_session(self, session_id: str) -> bool:
+        """Remove the session; True iff a live one was removed."""
+        self._check_open()
+        check_key(session_id, "session_id")
+        return bool(await self._command("DEL", self._sessions + session_id))
+
+    # -- values and counters ---------------------------------------------------------------
+
+    async def _set(self, key: str, blob: bytes, ttl_ms: int | None) -> None:
+        if ttl_ms is None:
+            await self._command("SET", key, blob)
+        else:
+            await self._command("SET", key, blob, "PX", ttl_ms)
+
+    async def set_value(self, key: str, value: Any, ttl: float | None = None) -> None:
+        """Replace the value and its TTL (None clears an old TTL)."""
+        self._check_open()
+        check_key(key)
+        ttl_ms = check_ttl(ttl)
+        blob = codec.encode_json(value, "value", self.max_value_bytes)
+        await self._set(self._values + key, blob, ttl_ms)
+
+    async def get_value(self, key: str) -> Any | None:
+        """A copy of the stored value, or None if missing or expired."""
+        self._check_open()
+        check_key(key)
+        blob = await self._command("GET", self._values + key)
+        return None if blob is None else codec.decode_json(blob)
+
+    async def delete(self, key: str) -> bool:
+        """Remove a plain value; True iff a live key was removed."""
+        self._check_open()
+        check_key(key)
+        return bool(await self._command("DEL", self._values + key))
+
+    async def increment(self, key: str, amount: int = 1, ttl: float | None = None) -> int:
+        """Add ``amount`` to a signed 64-bit counter; ``ttl`` applies only on creation."""
+        self._check_open()
+        check_key(key)
+        check_amount(amount)
+        ttl_ms = check_ttl(ttl)
+        try:
+            result = await self._eval(
+                self._increment, self._values + key, amount, "" if ttl_ms is None else ttl_ms
+            )
+        except ResponseError as exc:
+            if "overflow" in str(exc):
+                raise ValueError(
+                    f"increment of key {key!r} by {amount} would overflow a signed 64-bit int"
+                ) from exc
+            raise TypeError(
+                f"value under key {key!r} must be a signed 64-bit int to increment: {exc}"
+            ) from exc
+        return int(result)

@@ -1,0 +1,110 @@
+"""DataLayer hands out native clients as they are; health() costs about one slowest ping."""
+
+from __future__ import annotations
+
+import statistics
+import tempfile
+import time
+import uuid
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+
+import asyncpg
+import redis.asyncio as aioredis
+
+from app.facade import PINGS, DataLayer
+from benchmarks.core import BenchConfig, Measurement, case, ops_per_second
+from settings import load_settings
+
+
+async def timed_ms(operation: Callable[[], Awaitable[object]], rounds: int) -> list[float]:
+    samples = []
+    for _ in range(rounds):
+        started = time.perf_counter()
+        await operation()
+        samples.append((time.perf_counter() - started) * 1000)
+    return samples
+
+
+@case("facade")
+async def facade_case(config: BenchConfig) -> list[Measurement]:
+    count = 2_000 if config.quick else 10_000
+    rounds = 50 if config.quick else 300
+    name = f"bench{uuid.uuid4().hex[:8]}"
+    with tempfile.TemporaryDirectory() as tmp:
+        settings = load_settings(
+            deployment_mode="distributed",
+            event_bus="rabbitmq",
+            redis={"url": config.redis_url},
+            postgres={"dsn": config.postgres_dsn},
+            rabbitmq={"url": config.rabbitmq_url, "exchange": name},
+            state={"namespace": name},
+            faiss={"index_path": Path(tmp) / "faiss", "dimension": 8},
+            log={"level": "WARNING"},
+        )
+        raw_pool = await asyncpg.create_pool(
+            config.postgres_dsn,
+            min_size=settings.postgres.min_connections,
+            max_size=settings.postgres.max_connections,
+        )
+        raw_redis = aioredis.Redis.from_url(config.redis_url)
+        key = f"{name}:key"
+        async with DataLayer(settings) as data:
+            await data.redis.set(key, b"value")
+            # Interleave: ours, raw, ours, raw... so drift hits both alike; keep the best.
+            ours_pg, raw_pg, ours_redis, raw_redis_ops = [], [], [], []
+            for _ in range(3):
+                ours_pg.append(
+                    await ops_per_second(lambda: data.postgres.fetchval("SELECT 1"), count=count)
+                )
+                raw_pg.append(
+                    await ops_per_second(lambda: raw_pool.fetchval("SELECT 1"), count=count)
+                )
+                ours_redis.append(await ops_per_second(lambda: data.redis.get(key), count=count))
+                raw_redis_ops.append(await ops_per_second(lambda: raw_redis.get(key), count=count))
+            health_ms = await timed_ms(data.health, rounds)
+            clients = data._clients  # noqa: SLF001 - the same objects health() pings
+            single_ms = {
+                backend: statistics.median(
+                    await timed_ms(lambda b=backend: PINGS[b](clients[b]), rounds)
+                )
+                for backend in clients
+            }
+            await data.redis.delete(key)
+            await data.rabbitmq.channel()  # the exchange is removed below
+        await raw_pool.close()
+        await raw_redis.aclose()
+    slowest = max(single_ms, key=lambda backend: single_ms[backend])
+    return [
+        Measurement(
+            "facade",
+            "data.postgres.fetchval('SELECT 1')",
+            "ops/s",
+            max(ours_pg),
+            max(raw_pg),
+            "asyncpg pool made directly",
+            ">=",
+            0.95,
+        ),
+        Measurement(
+            "facade",
+            "data.redis.get(key)",
+            "ops/s",
+            max(ours_redis),
+            max(raw_redis_ops),
+            "redis.asyncio.Redis made directly",
+            ">=",
+            0.95,
+        ),
+        Measurement(
+            "facade",
+            "health(), all backends up (median)",
+            "ms",
+            statistics.median(health_ms),
+            single_ms[slowest],
+            f"slowest single ping ({slowest})",
+            "<=",
+            2.0,
+            extra={"single_ping_ms": single_ms},
+        ),
+    ]
