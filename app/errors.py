@@ -23,6 +23,7 @@ catch either (``except ValueError`` still catches a ``DimensionMismatchError``):
         ├── DimensionMismatchError (ValueError)  vector of the wrong length
         ├── InvalidVectorError (ValueError)      NaN, inf or zero vector
         ├── InvalidIdentifierError (ValueError)  bad namespace, id or metadata
+        ├── InvalidQueryError (ValueError)       bad top_k or metadata filter
         ├── SnapshotCorruptError                 a snapshot failed verification on load
         └── IndexLockedError                     another process writes this index directory
 """
@@ -44,6 +45,7 @@ __all__ = [
     "EventTooLargeError",
     "IndexLockedError",
     "InvalidIdentifierError",
+    "InvalidQueryError",
     "InvalidVectorError",
     "LifecycleError",
     "NotStartedError",
@@ -150,6 +152,10 @@ class InvalidVectorError(VectorIndexError, ValueError):
 
 class InvalidIdentifierError(VectorIndexError, ValueError):
     """A namespace, vector id or metadata value is not of the accepted form."""
+
+
+class InvalidQueryError(VectorIndexError, ValueError):
+    """A query argument (``top_k`` or the metadata filter) is not of the accepted form."""
 
 
 class SnapshotCorruptError(VectorIndexError):

@@ -2,28 +2,14 @@
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 from collections.abc import AsyncIterator
 
-import structlog
 from dependency_injector import containers, providers
 
 from app.vectors import VectorIndex
 from settings import FaissSettings, Settings
 
 __all__ = ["VectorsContainer", "vector_index"]
-
-log = structlog.get_logger(__name__)
-
-
-async def _autosave(index: VectorIndex, interval_s: float) -> None:
-    while True:
-        await asyncio.sleep(interval_s)
-        try:
-            await index.save()
-        except Exception:
-            log.exception("vectors.autosave_failed", interval_s=interval_s)
 
 
 async def vector_index(settings: FaissSettings) -> AsyncIterator[VectorIndex]:
@@ -34,16 +20,11 @@ async def vector_index(settings: FaissSettings) -> AsyncIterator[VectorIndex]:
     except BaseException:
         await index.close()
         raise
-    autosave = None
     if settings.save_interval_s > 0:
-        autosave = asyncio.create_task(_autosave(index, settings.save_interval_s))
+        index.start_autosave(settings.save_interval_s)
     try:
         yield index
     finally:
-        if autosave is not None:
-            autosave.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await autosave
         try:
             await index.save()
         finally:

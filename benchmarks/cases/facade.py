@@ -42,10 +42,13 @@ async def facade_case(config: BenchConfig) -> list[Measurement]:
             faiss={"index_path": Path(tmp) / "faiss", "dimension": 8},
             log={"level": "WARNING"},
         )
+        # The same pool options the Postgres resource uses, so only the hand-out differs.
         raw_pool = await asyncpg.create_pool(
             config.postgres_dsn,
             min_size=settings.postgres.min_connections,
             max_size=settings.postgres.max_connections,
+            command_timeout=settings.postgres.command_timeout_s,
+            server_settings={"application_name": settings.postgres.application_name},
         )
         raw_redis = aioredis.Redis.from_url(config.redis_url)
         key = f"{name}:key"
@@ -63,7 +66,14 @@ async def facade_case(config: BenchConfig) -> list[Measurement]:
                 ours_redis.append(await ops_per_second(lambda: data.redis.get(key), count=count))
                 raw_redis_ops.append(await ops_per_second(lambda: raw_redis.get(key), count=count))
             health_ms = await timed_ms(data.health, rounds)
-            clients = data._clients  # noqa: SLF001 - the same objects health() pings
+            clients = {
+                "redis": data.redis,
+                "postgres": data.postgres,
+                "rabbitmq": data.rabbitmq,
+                "faiss": data.vectors,
+                "state": data.state,
+                "events": data.events,
+            }
             single_ms = {
                 backend: statistics.median(
                     await timed_ms(lambda b=backend: PINGS[b](clients[b]), rounds)
@@ -71,7 +81,9 @@ async def facade_case(config: BenchConfig) -> list[Measurement]:
                 for backend in clients
             }
             await data.redis.delete(key)
-            await data.rabbitmq.channel()  # the exchange is removed below
+            channel = await data.rabbitmq.channel()
+            await channel.exchange_delete(name)
+            await channel.close()
         await raw_pool.close()
         await raw_redis.aclose()
     slowest = max(single_ms, key=lambda backend: single_ms[backend])

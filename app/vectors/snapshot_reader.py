@@ -1,0 +1,184 @@
+"""Loading a snapshot (layout in ``snapshot.py``): verify everything, trust nothing.
+
+``.npy`` headers are parsed with ``numpy.lib.format`` and only ``<f4`` C-order arrays of
+the manifest's shape are accepted (never pickle, never ``faiss.read_index``); sizes, the
+sha256 of every file (and of the manifest, held by the pointer), counts and ids are
+checked. Any mismatch raises :class:`SnapshotCorruptError` with the path and the reason.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any, Final
+
+import numpy as np
+
+from app.errors import SnapshotCorruptError
+from app.vectors.snapshot import FORMAT, FORMAT_VERSION, MANIFEST, read_pointer
+from app.vectors.store import NamespaceStore
+from app.vectors.validation import Matrix, Metadata, check_ids, check_namespace
+
+__all__ = ["READ_CHUNK", "read_snapshot"]
+
+READ_CHUNK: Final = 16 * 1024 * 1024
+
+
+def _check_file(folder: Path, spec: object, expected_name: str) -> Path:
+    if (
+        not isinstance(spec, dict)
+        or spec.get("file") != expected_name
+        or not isinstance(spec.get("bytes"), int)
+        or not isinstance(spec.get("sha256"), str)
+    ):
+        raise SnapshotCorruptError(str(folder / MANIFEST), f"bad file entry for {expected_name}")
+    path = folder / expected_name
+    try:
+        size = path.stat().st_size
+    except FileNotFoundError as exc:
+        raise SnapshotCorruptError(str(path), "file listed in the manifest is missing") from exc
+    if size != spec["bytes"]:
+        raise SnapshotCorruptError(str(path), f"size {size} bytes, manifest says {spec['bytes']}")
+    return path
+
+
+def _read_vectors(path: Path, spec: dict[str, Any], count: int, dimension: int) -> Matrix:
+    with path.open("rb", buffering=0) as handle:
+        try:
+            version = np.lib.format.read_magic(handle)
+            if version == (1, 0):
+                shape, fortran, dtype = np.lib.format.read_array_header_1_0(handle)
+            elif version == (2, 0):
+                shape, fortran, dtype = np.lib.format.read_array_header_2_0(handle)
+            else:
+                shape, fortran, dtype = (), True, np.dtype("O")
+        except ValueError as exc:
+            raise SnapshotCorruptError(str(path), f"bad .npy header: {exc}") from exc
+        if dtype != np.dtype("<f4") or fortran or shape != (count, dimension):
+            reason = (
+                f"array is {dtype} {shape} fortran={fortran}, "
+                f"expected <f4 ({count}, {dimension}) C order"
+            )
+            raise SnapshotCorruptError(str(path), reason)
+        offset = handle.tell()
+        if spec["bytes"] != offset + count * dimension * 4:
+            raise SnapshotCorruptError(str(path), "file size does not match the array shape")
+        handle.seek(0)
+        digest = hashlib.sha256(handle.read(offset))
+        matrix = np.empty((max(count, 16), dimension), dtype=np.float32)
+        view = matrix[:count].reshape(-1).view(np.uint8).data
+        hashed = []
+        # Hash each chunk on a helper thread while the next one is read (FIFO keeps order).
+        with ThreadPoolExecutor(max_workers=1, thread_name_prefix="vectors-hash") as hasher:
+            for start in range(0, len(view), READ_CHUNK):
+                chunk = view[start : start + READ_CHUNK]
+                while chunk:
+                    got = handle.readinto(chunk)
+                    if not got:
+                        raise SnapshotCorruptError(str(path), "file ended before the array did")
+                    chunk = chunk[got:]
+                hashed.append(hasher.submit(digest.update, view[start : start + READ_CHUNK]))
+        for future in hashed:
+            future.result()
+    if digest.hexdigest() != spec["sha256"]:
+        raise SnapshotCorruptError(str(path), "sha256 does not match the manifest")
+    return matrix
+
+
+def _read_records(
+    path: Path, spec: dict[str, Any], count: int
+) -> tuple[list[str], list[Metadata | None]]:
+    raw = path.read_bytes()
+    if hashlib.sha256(raw).hexdigest() != spec["sha256"]:
+        raise SnapshotCorruptError(str(path), "sha256 does not match the manifest")
+    try:
+        records = json.loads(raw)
+        ids, metadata = records["ids"], records["metadata"]
+    except (ValueError, KeyError, TypeError) as exc:
+        reason = f"records are not of the expected form: {exc}"
+        raise SnapshotCorruptError(str(path), reason) from exc
+    if not isinstance(ids, list) or not isinstance(metadata, list):
+        raise SnapshotCorruptError(str(path), "ids and metadata must be lists")
+    if len(ids) != count or len(metadata) != count:
+        reason = f"{len(ids)} ids and {len(metadata)} metadata entries, manifest count {count}"
+        raise SnapshotCorruptError(str(path), reason)
+    try:
+        check_ids(ids)
+    except ValueError as exc:
+        raise SnapshotCorruptError(str(path), str(exc)) from exc
+    if len(set(ids)) != count:
+        raise SnapshotCorruptError(str(path), "ids are not unique")
+    if not all(entry is None or isinstance(entry, dict) for entry in metadata):
+        raise SnapshotCorruptError(str(path), "metadata entries must be objects or null")
+    return ids, metadata
+
+
+def _read_manifest(folder: Path, pointer: dict[str, Any], dimension: int) -> dict[str, Any]:
+    path = folder / MANIFEST
+    try:
+        raw = path.read_bytes()
+    except FileNotFoundError as exc:
+        raise SnapshotCorruptError(str(path), "manifest is missing") from exc
+    if hashlib.sha256(raw).hexdigest() != pointer["manifest_sha256"]:
+        raise SnapshotCorruptError(str(path), "manifest sha256 does not match the pointer")
+    try:
+        manifest = json.loads(raw)
+    except ValueError as exc:
+        raise SnapshotCorruptError(str(path), f"manifest is not valid JSON: {exc}") from exc
+    if not isinstance(manifest, dict) or manifest.get("format") != FORMAT:
+        raise SnapshotCorruptError(str(path), f"not a {FORMAT} manifest")
+    if manifest.get("version") != FORMAT_VERSION:
+        reason = f"format version {manifest.get('version')!r}, this code reads {FORMAT_VERSION}"
+        raise SnapshotCorruptError(str(path), reason)
+    if manifest.get("dimension") != dimension:
+        got = manifest.get("dimension")
+        reason = f"dimension {got!r}, the index is configured with {dimension}"
+        raise SnapshotCorruptError(str(path), reason)
+    if not isinstance(manifest.get("namespaces"), dict):
+        raise SnapshotCorruptError(str(path), "namespaces must be an object")
+    return manifest
+
+
+def _read_once(
+    directory: Path, pointer: dict[str, Any], dimension: int
+) -> dict[str, NamespaceStore]:
+    folder = directory / pointer["snapshot"]
+    manifest = _read_manifest(folder, pointer, dimension)
+    stores: dict[str, NamespaceStore] = {}
+    for namespace, entry in manifest["namespaces"].items():
+        try:
+            check_namespace(namespace)
+        except ValueError as exc:
+            raise SnapshotCorruptError(str(folder / MANIFEST), str(exc)) from exc
+        count = entry.get("count") if isinstance(entry, dict) else None
+        if not isinstance(count, int) or count < 0:
+            raise SnapshotCorruptError(str(folder / MANIFEST), f"bad count for {namespace!r}")
+        vectors_path = _check_file(folder, entry.get("vectors"), f"{namespace}.npy")
+        records_path = _check_file(folder, entry.get("records"), f"{namespace}.json")
+        matrix = _read_vectors(vectors_path, entry["vectors"], count, dimension)
+        ids, metadata = _read_records(records_path, entry["records"], count)
+        stores[namespace] = NamespaceStore.adopt(matrix, ids, metadata)
+    return stores
+
+
+def read_snapshot(directory: Path, dimension: int) -> tuple[str | None, dict[str, NamespaceStore]]:
+    """Load and verify the current snapshot: ``(name or None when empty, stores)``.
+
+    If a save of this process switched ``CURRENT`` (and pruned the old snapshot) while it
+    was being read, the read restarts from the new pointer; a damaged snapshot whose
+    pointer did not move is reported, never skipped.
+    """
+    if not directory.exists():
+        return None, {}
+    pointer = read_pointer(directory)
+    while pointer is not None:
+        try:
+            return pointer["snapshot"], _read_once(directory, pointer, dimension)
+        except SnapshotCorruptError:
+            latest = read_pointer(directory)
+            if latest == pointer:
+                raise
+            pointer = latest
+    return None, {}

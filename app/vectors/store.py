@@ -1,0 +1,197 @@
+"""The synchronous core of one namespace: a contiguous matrix of unit vectors and its ids.
+
+Rows ``0 .. size-1`` of a float32 matrix hold the vectors; the matrix grows by doubling.
+``row -> id`` is a list, ``id -> row`` a dict, metadata a list beside the rows. A delete
+moves the last row into the freed slot (O(dimension)); an upsert of a known id overwrites
+its row in place. Nothing here is thread-safe: the async wrapper holds a lock per
+namespace around every call.
+
+Search is exact, with the cheaper of numpy and FAISS kernels for the shape (``kernels.py``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from typing import Final
+
+import numpy as np
+import numpy.typing as npt
+
+from app.vectors.filters import Predicate
+from app.vectors.kernels import KernelChooser
+from app.vectors.validation import Matrix, Metadata
+
+__all__ = ["Hit", "NamespaceStore", "StoredRecord"]
+
+_MIN_CAPACITY: Final = 16
+
+
+@dataclass(frozen=True, slots=True)
+class Hit:
+    """One search result inside the core: id, cosine similarity and stored metadata."""
+
+    id: str
+    score: float
+    metadata: Metadata | None
+
+
+@dataclass(frozen=True, slots=True)
+class StoredRecord:
+    """A stored vector (a copy, unit norm) with its id and metadata."""
+
+    id: str
+    vector: npt.NDArray[np.float32]
+    metadata: Metadata | None
+
+
+class NamespaceStore:
+    """Vectors of one namespace; callers pass validated, unit-norm float32 rows."""
+
+    def __init__(self, dimension: int) -> None:
+        self.dimension = dimension
+        self._matrix: Matrix = np.empty((_MIN_CAPACITY, dimension), dtype=np.float32)
+        self._ids: list[str] = []
+        self._rows: dict[str, int] = {}
+        self._metadata: list[Metadata | None] = []
+        self._kernels = KernelChooser()
+
+    @classmethod
+    def adopt(
+        cls, matrix: Matrix, ids: list[str], metadata: list[Metadata | None]
+    ) -> NamespaceStore:
+        """Build a store around ``matrix`` (rows = ``len(ids)``, extra rows are capacity)."""
+        store = cls(matrix.shape[1])
+        store._matrix = matrix
+        store._ids = ids
+        store._rows = {vector_id: row for row, vector_id in enumerate(ids)}
+        store._metadata = metadata
+        return store
+
+    def __len__(self) -> int:
+        return len(self._ids)
+
+    def __contains__(self, vector_id: str) -> bool:
+        return vector_id in self._rows
+
+    @property
+    def ids(self) -> list[str]:
+        """Ids in row order (a copy)."""
+        return list(self._ids)
+
+    def vectors(self) -> Matrix:
+        """A read-only view of the live rows; valid until the next change."""
+        view = self._matrix[: len(self._ids)]
+        view.flags.writeable = False
+        return view
+
+    def metadata(self) -> list[Metadata | None]:
+        """Metadata in row order (a shallow copy of the list; entries are never mutated)."""
+        return list(self._metadata)
+
+    def _reserve(self, size: int) -> None:
+        capacity = self._matrix.shape[0]
+        if size <= capacity:
+            return
+        grown = np.empty((max(size, 2 * capacity), self.dimension), dtype=np.float32)
+        grown[: len(self._ids)] = self._matrix[: len(self._ids)]
+        self._matrix = grown
+
+    def upsert(
+        self,
+        ids: Sequence[str],
+        vectors: Matrix,
+        scale: Matrix,
+        metadata: Sequence[Metadata | None],
+    ) -> int:
+        """Insert or replace rows ``vectors[i] * scale[i]`` (unit norm); ``ids`` unique.
+
+        Returns how many ids were new.
+        """
+        size = len(self._ids)
+        if self._rows and (len(ids) == 1 or not self._rows.keys().isdisjoint(ids)):
+            found = [self._rows.get(vector_id) for vector_id in ids]
+            old_positions = [position for position, row in enumerate(found) if row is not None]
+        else:
+            found, old_positions = [], []
+        if len(ids) == 1 and old_positions:
+            row = self._rows[ids[0]]
+            np.multiply(vectors[0], scale[0], out=self._matrix[row])
+            self._metadata[row] = metadata[0]
+            return 0
+        if old_positions:
+            old_rows = [self._rows[ids[position]] for position in old_positions]
+            self._matrix[old_rows] = vectors[old_positions] * scale[old_positions, None]
+            for position, row in zip(old_positions, old_rows, strict=True):
+                self._metadata[row] = metadata[position]
+        added = len(ids) - len(old_positions)
+        if added == 0:
+            return 0
+        self._reserve(size + added)
+        end = size + added
+        if not old_positions:
+            new_ids = list(ids)
+            np.multiply(vectors, scale[:, None], out=self._matrix[size:end])
+            self._metadata.extend(metadata)
+        else:
+            new_positions = [position for position, row in enumerate(found) if row is None]
+            new_ids = [ids[position] for position in new_positions]
+            np.multiply(
+                vectors[new_positions], scale[new_positions, None], out=self._matrix[size:end]
+            )
+            self._metadata.extend(metadata[position] for position in new_positions)
+        self._rows.update(zip(new_ids, range(size, end), strict=True))
+        self._ids.extend(new_ids)
+        return added
+
+    def delete(self, ids: Iterable[str]) -> int:
+        """Remove ids (unknown ones are ignored); each costs one row copy. Returns the count."""
+        removed = 0
+        for vector_id in ids:
+            row = self._rows.pop(vector_id, None)
+            if row is None:
+                continue
+            last = len(self._ids) - 1
+            if row != last:
+                moved = self._ids[last]
+                self._matrix[row] = self._matrix[last]
+                self._ids[row] = moved
+                self._metadata[row] = self._metadata[last]
+                self._rows[moved] = row
+            self._ids.pop()
+            self._metadata.pop()
+            removed += 1
+        return removed
+
+    def get(self, ids: Iterable[str]) -> list[StoredRecord]:
+        """Stored records of the ids that exist, in the order asked (copies of the vectors)."""
+        found: list[StoredRecord] = []
+        for vector_id in ids:
+            row = self._rows.get(vector_id)
+            if row is not None:
+                vector = self._matrix[row].copy()
+                found.append(StoredRecord(vector_id, vector, self._metadata[row]))
+        return found
+
+    def search(
+        self, query: npt.NDArray[np.float32], top_k: int, where: Predicate | None
+    ) -> list[Hit]:
+        """The ``top_k`` rows most similar to the unit ``query`` among those ``where`` keeps."""
+        size = len(self._ids)
+        if size == 0:
+            return []
+        if where is None:
+            rows: npt.NDArray[np.intp] | None = None
+            candidates = self._matrix[:size]
+        else:
+            kept = [row for row, meta in enumerate(self._metadata) if where(meta)]
+            if not kept:
+                return []
+            rows = np.asarray(kept, dtype=np.intp)
+            candidates = self._matrix[rows]
+        best, scores = self._kernels.search(candidates, query, min(top_k, candidates.shape[0]))
+        chosen = best if rows is None else rows[best]
+        return [
+            Hit(self._ids[row], float(score), self._metadata[row])
+            for row, score in zip(chosen.tolist(), scores.tolist(), strict=True)
+        ]

@@ -1,0 +1,334 @@
+"""Validation of everything callers hand to the vector index, before anything changes.
+
+Each check returns the value in the form the index stores (a normalised ``float32`` copy
+of a vector, a JSON copy of metadata) or raises a typed ``ValueError`` subclass whose
+message names the argument, the expected form and what came.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import re
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any, Final, TypeVar
+
+import numpy as np
+import numpy.typing as npt
+
+from app.errors import (
+    DimensionMismatchError,
+    InvalidIdentifierError,
+    InvalidQueryError,
+    InvalidVectorError,
+)
+from app.vectors.models import VectorRecord
+
+__all__ = [
+    "MAX_ID_BYTES",
+    "MAX_METADATA_BYTES",
+    "MAX_TOP_K",
+    "NAMESPACE_PATTERN",
+    "Batch",
+    "InvalidQueryError",
+    "Matrix",
+    "Metadata",
+    "check_id",
+    "check_id_collection",
+    "check_ids",
+    "check_metadata",
+    "check_namespace",
+    "check_top_k",
+    "normalised_vector",
+    "prepare_batch",
+    "scaled_matrix",
+    "single_batch",
+    "split_items",
+]
+
+Matrix = npt.NDArray[np.float32]
+Metadata = dict[str, Any]
+
+NAMESPACE_PATTERN: Final = re.compile(r"[a-z0-9][a-z0-9_-]{0,63}")
+MAX_ID_BYTES: Final = 512
+MAX_METADATA_BYTES: Final = 64 * 1024
+MAX_METADATA_DEPTH: Final = 32
+MAX_TOP_K: Final = 100_000
+# Squared norms outside (_TINY, inf) are recomputed in float64 so tiny or huge but finite
+# components still normalise exactly instead of under- or overflowing in float32.
+_TINY: Final = 1e-30
+
+
+_ONE: Final = np.ones(1, dtype=np.float32)
+_ONE.flags.writeable = False
+
+
+def _where(row: int | None) -> str:
+    return "" if row is None else f" at row {row}"
+
+
+def check_namespace(namespace: object) -> str:
+    """A namespace name matching ``[a-z0-9][a-z0-9_-]{0,63}`` (it becomes a file name)."""
+    if not isinstance(namespace, str) or NAMESPACE_PATTERN.fullmatch(namespace) is None:
+        msg = (
+            f"namespace must match [a-z0-9][a-z0-9_-]{{0,63}} "
+            f"(lower-case letters, digits, '_' and '-'), got {namespace!r}"
+        )
+        raise InvalidIdentifierError(msg)
+    return namespace
+
+
+def check_id(vector_id: object, *, row: int | None = None) -> str:
+    """A vector id: a non-empty ``str`` of at most ``MAX_ID_BYTES`` UTF-8 bytes."""
+    if not isinstance(vector_id, str) or not vector_id:
+        msg = f"vector_id{_where(row)} must be a non-empty str, got {vector_id!r}"
+        raise InvalidIdentifierError(msg)
+    try:
+        size = len(vector_id.encode("utf-8"))
+    except UnicodeEncodeError as exc:
+        msg = f"vector_id{_where(row)} must be valid UTF-8 text, got {vector_id!r}"
+        raise InvalidIdentifierError(msg) from exc
+    if size > MAX_ID_BYTES:
+        msg = f"vector_id{_where(row)} must be at most {MAX_ID_BYTES} UTF-8 bytes, got {size}"
+        raise InvalidIdentifierError(msg)
+    return vector_id
+
+
+def _check_json(value: object, path: str, depth: int, row: int | None) -> None:
+    if depth > MAX_METADATA_DEPTH:
+        msg = f"metadata{_where(row)} is nested deeper than {MAX_METADATA_DEPTH} levels at {path}"
+        raise InvalidIdentifierError(msg)
+    if value is None or isinstance(value, str | bool | int):
+        return
+    if isinstance(value, float):
+        if not math.isfinite(value):
+            msg = f"metadata{_where(row)} value at {path} must be a finite number, got {value!r}"
+            raise InvalidIdentifierError(msg)
+        return
+    if isinstance(value, Mapping):
+        for key, item in value.items():
+            if not isinstance(key, str):
+                msg = f"metadata{_where(row)} keys must be str, got {key!r} at {path}"
+                raise InvalidIdentifierError(msg)
+            _check_json(item, f"{path}.{key}", depth + 1, row)
+        return
+    if isinstance(value, list | tuple):
+        for index, item in enumerate(value):
+            _check_json(item, f"{path}[{index}]", depth + 1, row)
+        return
+    msg = (
+        f"metadata{_where(row)} value at {path} must be JSON (str, number, bool, None, "
+        f"list or dict), got {type(value).__name__}"
+    )
+    raise InvalidIdentifierError(msg)
+
+
+def check_metadata(metadata: object, *, row: int | None = None) -> Metadata | None:
+    """``None`` or a JSON object; returns an independent copy (JSON round trip)."""
+    if metadata is None:
+        return None
+    if not isinstance(metadata, Mapping):
+        msg = f"metadata{_where(row)} must be a dict or None, got {type(metadata).__name__}"
+        raise InvalidIdentifierError(msg)
+    _check_json(metadata, "$", 0, row)
+    encoded = json.dumps(metadata, ensure_ascii=False, allow_nan=False)
+    if len(encoded.encode("utf-8")) > MAX_METADATA_BYTES:
+        msg = f"metadata{_where(row)} must encode to at most {MAX_METADATA_BYTES} bytes of JSON"
+        raise InvalidIdentifierError(msg)
+    copy: Metadata = json.loads(encoded)
+    return copy
+
+
+def check_top_k(top_k: object) -> int:
+    """``top_k``: an ``int`` from 1 to ``MAX_TOP_K`` (``bool`` rejected)."""
+    if isinstance(top_k, bool) or not isinstance(top_k, int) or not 1 <= top_k <= MAX_TOP_K:
+        msg = f"top_k must be an int from 1 to {MAX_TOP_K}, got {top_k!r}"
+        raise InvalidQueryError(msg)
+    return top_k
+
+
+def _as_float32(value: object, what: str) -> npt.NDArray[Any]:
+    if isinstance(value, np.ndarray):
+        array: npt.NDArray[Any] = value
+    else:
+        try:
+            array = np.asarray(value)
+        except (ValueError, TypeError) as exc:
+            msg = f"{what} must be a sequence of numbers: {exc}"
+            raise InvalidVectorError(msg) from exc
+    if array.dtype.kind not in "fiu":
+        msg = f"{what} must contain real numbers, got dtype {array.dtype}"
+        raise InvalidVectorError(msg)
+    with np.errstate(over="ignore", invalid="ignore"):
+        converted: npt.NDArray[Any] = np.ascontiguousarray(array, dtype=np.float32)
+    return converted
+
+
+def _check_rows(vectors: object, dimension: int) -> None:
+    """Name the first row of a nested sequence whose length is wrong (ragged input)."""
+    if isinstance(vectors, np.ndarray) or not isinstance(vectors, Sequence):
+        return
+    for row, vector in enumerate(vectors):
+        if isinstance(vector, Sequence | np.ndarray) and len(vector) != dimension:
+            raise DimensionMismatchError(dimension, len(vector), row=row)
+
+
+def scaled_matrix(vectors: object, dimension: int) -> tuple[Matrix, Matrix]:
+    """Check ``n x dimension`` finite, non-zero vectors; return ``(matrix, scale)``.
+
+    ``matrix * scale[:, None]`` is the unit-norm batch. ``matrix`` is the caller's array
+    when it already is C-contiguous float32 (no copy is made here: the store multiplies
+    straight into its own rows); rows whose squared norm under- or overflows float32 are
+    normalised in float64 in a copy and get scale 1.
+    """
+    _check_rows(vectors, dimension)
+    matrix = _as_float32(vectors, "vectors")
+    if matrix.ndim != 2:
+        msg = f"vectors must be a 2-D array (n, {dimension}), got shape {matrix.shape}"
+        raise InvalidVectorError(msg)
+    if matrix.shape[1] != dimension:
+        raise DimensionMismatchError(dimension, matrix.shape[1])
+    squares = np.einsum("ij,ij->i", matrix, matrix)
+    plain = np.isfinite(squares) & (squares > _TINY)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        scale = (1.0 / np.sqrt(squares)).astype(np.float32)
+    if not plain.all():
+        special = np.flatnonzero(~plain).tolist()
+        fixed = [_normalised_slow(matrix[row], row) for row in special]
+        matrix = matrix.copy()
+        for row, vector in zip(special, fixed, strict=True):
+            matrix[row] = vector
+            scale[row] = 1.0
+    return matrix, scale
+
+
+def check_ids(ids: Sequence[object]) -> list[str]:
+    """``check_id`` for a batch, with one fast pass for the common case of short str ids."""
+    checked = list(ids)
+    if checked and set(map(type, checked)) == {str}:
+        texts: list[str] = checked  # type: ignore[assignment]
+        if min(map(len, texts)) > 0 and max(map(len, texts)) * 4 <= MAX_ID_BYTES:
+            try:
+                "".join(texts).encode("utf-8")
+            except UnicodeEncodeError:
+                pass
+            else:
+                return texts
+    return [check_id(item, row=row) for row, item in enumerate(checked)]
+
+
+def _normalised_slow(vector: npt.NDArray[np.float32], row: int | None) -> Matrix:
+    if not np.isfinite(vector).all():
+        msg = f"vector{_where(row)} contains NaN or inf; every component must be finite"
+        raise InvalidVectorError(msg)
+    wide = vector.astype(np.float64)
+    if not wide.any():
+        msg = f"vector{_where(row)} is all zeros; cosine similarity needs a non-zero vector"
+        raise InvalidVectorError(msg)
+    scaled = wide / np.abs(wide).max()
+    scaled /= np.sqrt(np.dot(scaled, scaled))
+    result: Matrix = scaled.astype(np.float32)
+    return result
+
+
+def normalised_vector(vector: object, dimension: int) -> npt.NDArray[np.float32]:
+    """One finite, non-zero vector of length ``dimension`` as a new unit-norm float32 array."""
+    if type(vector) is np.ndarray and vector.dtype == np.float32:
+        array: npt.NDArray[Any] = vector
+    else:
+        array = _as_float32(vector, "vector")
+    if array.ndim != 1:
+        msg = f"vector must be 1-D with {dimension} components, got shape {array.shape}"
+        raise InvalidVectorError(msg)
+    if array.shape[0] != dimension:
+        raise DimensionMismatchError(dimension, array.shape[0])
+    square = float(np.dot(array, array))
+    if math.isfinite(square) and square > _TINY:
+        result: npt.NDArray[np.float32] = array * np.float32(1.0 / math.sqrt(square))
+        return result
+    return _normalised_slow(array, None)
+
+
+@dataclass(frozen=True)
+class Batch:
+    """A validated batch: unique ids (the last occurrence of a repeated id wins).
+
+    Row ``i`` of the unit-norm batch is ``vectors[i] * scale[i]``.
+    """
+
+    ids: list[str]
+    vectors: Matrix
+    scale: Matrix
+    metadata: list[Metadata | None]
+
+
+def single_batch(vector_id: object, vector: object, metadata: object, dimension: int) -> Batch:
+    """A validated batch of one vector (cheaper than ``prepare_batch`` for a single row)."""
+    checked_id = check_id(vector_id)
+    checked_metadata = check_metadata(metadata)
+    unit = normalised_vector(vector, dimension)
+    return Batch([checked_id], unit[None, :], _ONE, [checked_metadata])
+
+
+def prepare_batch(
+    ids: Sequence[object], vectors: object, metadata: Sequence[object] | None, dimension: int
+) -> Batch:
+    """Validate a whole batch (ids, metadata, then vectors) before anything changes."""
+    count = len(ids)
+    checked_ids = check_ids(ids)
+    if metadata is None:
+        checked_metadata: list[Metadata | None] = [None] * count
+    else:
+        if len(metadata) != count:
+            msg = f"metadata must have one entry per id ({count}), got {len(metadata)}"
+            raise InvalidIdentifierError(msg)
+        checked_metadata = [check_metadata(item, row=row) for row, item in enumerate(metadata)]
+    if count == 0:
+        empty = np.empty((0, dimension), dtype=np.float32)
+        return Batch([], empty, np.empty(0, dtype=np.float32), [])
+    matrix, scale = scaled_matrix(vectors, dimension)
+    if matrix.shape[0] != count:
+        msg = f"vectors must have one row per id ({count}), got {matrix.shape[0]} rows"
+        raise InvalidVectorError(msg)
+    if len(set(checked_ids)) != count:
+        last = {vector_id: row for row, vector_id in enumerate(checked_ids)}
+        keep = sorted(last.values())
+        checked_ids = [checked_ids[row] for row in keep]
+        checked_metadata = [checked_metadata[row] for row in keep]
+        matrix, scale = matrix[keep], scale[keep]
+    return Batch(checked_ids, matrix, scale, checked_metadata)
+
+
+T = TypeVar("T")
+
+
+def check_id_collection(ids: T) -> T:
+    """Reject a lone ``str`` where a collection of ids belongs (it would be one id per letter)."""
+    if isinstance(ids, str | bytes):
+        msg = f"ids must be a list of str ids, not a single {type(ids).__name__} {ids!r}"
+        raise InvalidIdentifierError(msg)
+    return ids
+
+
+def split_items(items: Iterable[object]) -> tuple[list[Any], list[Any], list[Any]]:
+    """Columns (ids, vectors, metadata) of ``upsert_many`` items: records or 2/3-tuples."""
+    ids: list[Any] = []
+    vectors: list[Any] = []
+    metadata: list[Any] = []
+    for position, item in enumerate(check_id_collection(items)):
+        if isinstance(item, VectorRecord):
+            ids.append(item.id)
+            vectors.append(item.vector)
+            metadata.append(item.metadata)
+        elif isinstance(item, tuple) and len(item) in (2, 3):
+            ids.append(item[0])
+            vectors.append(item[1])
+            metadata.append(item[2] if len(item) == 3 else None)
+        else:
+            msg = (
+                f"items[{position}] must be a VectorRecord, (id, vector) or "
+                f"(id, vector, metadata), got {type(item).__name__}"
+            )
+            raise InvalidVectorError(msg)
+    return ids, vectors, metadata

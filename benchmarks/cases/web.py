@@ -1,0 +1,191 @@
+"""The HTTP service under load on loopback: injection cost, and query latency under load."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import numpy as np
+
+from app.vectors import VectorIndex
+from benchmarks.core import BenchConfig, Measurement, case, percentile
+
+TOKEN = "bench-token"
+HEADERS = {"Authorization": f"Bearer {TOKEN}"}
+DIMENSION = 384
+CONNECTIONS = 32
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+async def wait_ready(
+    session: aiohttp.ClientSession, base: str, process: subprocess.Popen[bytes]
+) -> None:
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise RuntimeError(f"the server exited with {process.returncode}")
+        try:
+            async with session.get(f"{base}/health/ready") as response:
+                if response.status == 200:
+                    return
+        except aiohttp.ClientError:
+            pass
+        await asyncio.sleep(0.2)
+    raise RuntimeError("the server was not ready within 120 s")
+
+
+async def load(
+    session: aiohttp.ClientSession,
+    method: str,
+    url: str,
+    *,
+    requests: int,
+    body: Any = None,
+) -> tuple[float, list[float]]:
+    """``requests`` requests over ``CONNECTIONS`` workers; returns (req/s, latencies in ms)."""
+    latencies: list[float] = []
+    remaining = requests
+
+    async def worker() -> None:
+        nonlocal remaining
+        while remaining > 0:
+            remaining -= 1
+            started = time.perf_counter()
+            async with session.request(method, url, json=body, headers=HEADERS) as response:
+                await response.read()
+                if response.status != 200:
+                    raise RuntimeError(f"{method} {url} answered {response.status}")
+            latencies.append((time.perf_counter() - started) * 1000)
+
+    started = time.perf_counter()
+    await asyncio.gather(*(worker() for _ in range(CONNECTIONS)))
+    return requests / (time.perf_counter() - started), latencies
+
+
+def make_vectors(count: int) -> np.ndarray:
+    return np.random.default_rng(7).standard_normal((count, DIMENSION)).astype(np.float32)
+
+
+async def in_process_query_ms(matrix: np.ndarray, queries: np.ndarray) -> float:
+    with tempfile.TemporaryDirectory() as tmp:
+        index = VectorIndex(Path(tmp), DIMENSION)
+        try:
+            await index.upsert_many("bench", [(f"v{i}", row) for i, row in enumerate(matrix)])
+            samples = []
+            for query in queries:
+                started = time.perf_counter()
+                await index.query("bench", query, 10)
+                samples.append((time.perf_counter() - started) * 1000)
+        finally:
+            await index.close()
+    return statistics.median(samples)
+
+
+@case("web")
+async def web_case(config: BenchConfig) -> list[Measurement]:
+    count = 2_000 if config.quick else 20_000
+    requests = 2_000 if config.quick else 10_000
+    rounds = 2 if config.quick else 3
+    matrix = make_vectors(count)
+    queries = make_vectors(200)
+    with tempfile.TemporaryDirectory() as tmp:
+        port = free_port()
+        env = {
+            **os.environ,
+            "DATA_DIR": f"{tmp}/data",
+            "FAISS__INDEX_PATH": f"{tmp}/faiss",
+            "FAISS__DIMENSION": str(DIMENSION),
+            "API__TOKENS": TOKEN,
+            "API__RATE_LIMIT": "100000000",
+            "LOG__LEVEL": "WARNING",
+        }
+        process = subprocess.Popen(  # noqa: ASYNC220 - a server that lives for the whole case
+            [sys.executable, "-m", "benchmarks.web_server", str(port)], env=env, cwd=tmp
+        )
+        base = f"http://127.0.0.1:{port}"
+        try:
+            connector = aiohttp.TCPConnector(limit=CONNECTIONS)
+            async with aiohttp.ClientSession(connector=connector) as session:
+                await wait_ready(session, base, process)
+                for start in range(0, count, 2_000):
+                    items = [
+                        {"id": f"v{i}", "vector": matrix[i].tolist(), "metadata": {"n": i}}
+                        for i in range(start, min(count, start + 2_000))
+                    ]
+                    async with session.post(
+                        f"{base}/v1/vectors/bench:batch", json={"items": items}, headers=HEADERS
+                    ) as response:
+                        assert response.status == 200, await response.text()
+                async with session.get(f"{base}/v1/vectors/bench/v1", headers=HEADERS) as response:
+                    one = await response.json()
+                async with session.put(
+                    f"{base}/v1/plain/v1", json=one, headers=HEADERS
+                ) as response:
+                    assert response.status == 200
+                injected, plain, plain_p99 = [], [], []
+                for _ in range(rounds):
+                    rate, _lat = await load(
+                        session, "GET", f"{base}/v1/vectors/bench/v1", requests=requests
+                    )
+                    injected.append(rate)
+                    rate, latencies = await load(
+                        session, "GET", f"{base}/v1/plain/v1", requests=requests
+                    )
+                    plain.append(rate)
+                    plain_p99.append(percentile(latencies, 0.99))
+                query_body = {"vector": queries[0].tolist(), "top_k": 10}
+                _rate, query_latencies = await load(
+                    session,
+                    "POST",
+                    f"{base}/v1/vectors/bench:query",
+                    requests=requests // 5,
+                    body=query_body,
+                )
+        finally:
+            process.terminate()
+            process.wait(30)
+    inproc_ms = await in_process_query_ms(matrix, queries)
+    query_p99 = percentile(query_latencies, 0.99)
+    bound = inproc_ms + statistics.median(plain_p99)
+    return [
+        Measurement(
+            "web",
+            "GET one vector, with injection (best round)",
+            "req/s",
+            max(injected),
+            max(plain),
+            "same JSON, no injection, same guard",
+            ">=",
+            0.9,
+            extra={"connections": CONNECTIONS, "requests": requests},
+        ),
+        Measurement(
+            "web",
+            f"query p99, {count} x {DIMENSION}, {CONNECTIONS} connections",
+            "ms",
+            query_p99,
+            bound,
+            "in-process query median + plain route p99",
+            "<=",
+            1.5,
+            extra={
+                "in_process_query_ms": inproc_ms,
+                "plain_p99_ms": plain_p99,
+                "query_median_ms": statistics.median(query_latencies),
+            },
+        ),
+    ]

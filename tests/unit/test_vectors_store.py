@@ -1,0 +1,90 @@
+"""The synchronous namespace store: in-place upsert, swap-with-last delete, growth, search."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from app.vectors.store import NamespaceStore
+from app.vectors.validation import normalised_vector, prepare_batch
+
+
+def put(store: NamespaceStore, ids: list[str], vectors: list[list[float]]) -> int:
+    batch = prepare_batch(ids, vectors, None, store.dimension)
+    return store.upsert(batch.ids, batch.vectors, batch.scale, batch.metadata)
+
+
+def test_delete_moves_the_last_row_into_the_freed_slot() -> None:
+    """Deleting a middle id copies the last row there and keeps every id findable."""
+    store = NamespaceStore(2)
+    put(store, ["a", "b", "c"], [[1, 0], [0, 1], [1, 1]])
+    matrix_before = store._matrix
+    assert store.delete(["a"]) == 1
+    assert store.ids == ["c", "b"]
+    assert store._matrix is matrix_before
+    [c] = store.get(["c"])
+    np.testing.assert_allclose(c.vector, np.array([1, 1]) / np.sqrt(2), rtol=1e-6)
+    assert store.delete(["a", "zzz"]) == 0
+    assert len(store) == 2
+
+
+def test_upsert_of_known_id_overwrites_its_row_in_place() -> None:
+    """Re-upserting keeps the row, the count and the matrix object."""
+    store = NamespaceStore(2)
+    put(store, ["a", "b"], [[1, 0], [0, 1]])
+    matrix_before = store._matrix
+    assert put(store, ["a"], [[0, 3]]) == 0
+    assert store.ids == ["a", "b"]
+    assert store._matrix is matrix_before
+    np.testing.assert_allclose(store.get(["a"])[0].vector, [0, 1])
+
+
+def test_mixed_batch_updates_and_appends() -> None:
+    """A batch with known and new ids updates the former and appends the latter in order."""
+    store = NamespaceStore(2)
+    put(store, ["a", "b"], [[1, 0], [0, 1]])
+    assert put(store, ["x", "b", "y"], [[1, 1], [2, 0], [0, 2]]) == 2
+    assert store.ids == ["a", "b", "x", "y"]
+    np.testing.assert_allclose(store.get(["b"])[0].vector, [1, 0])
+
+
+def test_capacity_grows_by_doubling_and_keeps_rows() -> None:
+    """Appending past the capacity reallocates at least twice as large and keeps old rows."""
+    store = NamespaceStore(3)
+    rng = np.random.default_rng(1)
+    vectors = rng.standard_normal((40, 3))
+    for i, row in enumerate(vectors):
+        put(store, [f"v{i}"], [row.tolist()])
+    assert store._matrix.shape[0] >= 40
+    got = np.stack([record.vector for record in store.get([f"v{i}" for i in range(40)])])
+    expected = vectors / np.linalg.norm(vectors, axis=1, keepdims=True)
+    np.testing.assert_allclose(got, expected, rtol=1e-5, atol=1e-6)
+
+
+def test_repeated_id_in_one_batch_keeps_the_last() -> None:
+    """Within one batch the last occurrence of an id wins."""
+    store = NamespaceStore(2)
+    put(store, ["a", "a", "b"], [[1, 0], [0, 1], [1, 1]])
+    assert store.ids == ["a", "b"]
+    np.testing.assert_allclose(store.get(["a"])[0].vector, [0, 1])
+
+
+@pytest.mark.parametrize("top_k", [1, 3, 5, 10])
+def test_search_returns_min_of_top_k_and_size_ordered(top_k: int) -> None:
+    """search returns min(top_k, size) hits with scores in descending order."""
+    store = NamespaceStore(2)
+    put(store, ["a", "b", "c", "d", "e"], [[1, 0], [1, 1], [0, 1], [-1, 1], [-1, 0]])
+    hits = store.search(normalised_vector([1, 0], 2), top_k, None)
+    assert len(hits) == min(top_k, 5)
+    scores = [hit.score for hit in hits]
+    assert scores == sorted(scores, reverse=True)
+    assert hits[0].id == "a"
+
+
+def test_tiny_and_huge_finite_vectors_normalise_exactly() -> None:
+    """Vectors whose squared norm under- or overflows float32 still become unit vectors."""
+    store = NamespaceStore(2)
+    put(store, ["tiny", "huge"], [[1e-30, 1e-30], [3e30, 4e30]])
+    tiny, huge = store.get(["tiny", "huge"])
+    np.testing.assert_allclose(tiny.vector, [np.sqrt(0.5), np.sqrt(0.5)], rtol=1e-6)
+    np.testing.assert_allclose(huge.vector, [0.6, 0.8], rtol=1e-6)
