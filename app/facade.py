@@ -23,8 +23,8 @@ from app.health import BACKENDS, DISABLED, OK, Health
 from app.state import StateBackend
 from app.vectors import VectorIndex
 from containers import Container, Lifecycle, build_lifecycle, create_container, ping_all
-from containers.readiness import Check
 from containers.accessors import resolve
+from containers.readiness import Check
 from settings import Settings, load_settings
 
 __all__ = ["DataLayer"]
@@ -176,7 +176,7 @@ class DataLayer:
         """Ping every backend concurrently, each within ``timeout_s``."""
         if self._lifecycle is None:
             raise NotStartedError("DataLayer not started; call start() or use async with")
-        checks = {
+        checks: dict[str, Check] = {
             backend: _bound_ping(PINGS[backend], self._clients[backend])
             for backend in BACKENDS
             if backend in self._clients

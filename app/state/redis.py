@@ -23,9 +23,8 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import ResponseError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
-from app.errors import BackendClosedError
+from app.errors import BackendClosedError, StateBackendUnavailableError
 from app.state import codec
-from app.errors import StateBackendUnavailableError
 from app.state.protocol import Vector
 from app.state.scripts import LuaScript, load_script
 from app.state.validation import (
