@@ -80,19 +80,30 @@ def make_vectors(count: int) -> np.ndarray:
     return np.random.default_rng(7).standard_normal((count, DIMENSION)).astype(np.float32)
 
 
-async def in_process_query_ms(matrix: np.ndarray, queries: np.ndarray) -> float:
+async def in_process_query_ms(matrix: np.ndarray, queries: np.ndarray) -> tuple[float, float]:
+    """The index alone: (median of sequential queries, p99 with CONNECTIONS running at once)."""
     with tempfile.TemporaryDirectory() as tmp:
         index = VectorIndex(Path(tmp), DIMENSION)
         try:
-            await index.upsert_many("bench", [(f"v{i}", row) for i, row in enumerate(matrix)])
-            samples = []
+            ids = [f"v{i}" for i in range(len(matrix))]
+            await index.upsert_arrays("bench", ids, matrix)
+            sequential = []
             for query in queries:
                 started = time.perf_counter()
                 await index.query("bench", query, 10)
-                samples.append((time.perf_counter() - started) * 1000)
+                sequential.append((time.perf_counter() - started) * 1000)
+            concurrent: list[float] = []
+
+            async def one(query: np.ndarray) -> None:
+                started = time.perf_counter()
+                await index.query("bench", query, 10)
+                concurrent.append((time.perf_counter() - started) * 1000)
+
+            for start in range(0, len(queries), CONNECTIONS):
+                await asyncio.gather(*(one(q) for q in queries[start : start + CONNECTIONS]))
         finally:
             await index.close()
-    return statistics.median(samples)
+    return statistics.median(sequential), percentile(concurrent, 0.99)
 
 
 @case("web")
@@ -158,9 +169,9 @@ async def web_case(config: BenchConfig) -> list[Measurement]:
         finally:
             process.terminate()
             process.wait(30)
-    inproc_ms = await in_process_query_ms(matrix, queries)
+    inproc_ms, inproc_p99 = await in_process_query_ms(matrix, queries)
     query_p99 = percentile(query_latencies, 0.99)
-    bound = inproc_ms + statistics.median(plain_p99)
+    bound = inproc_p99 + statistics.median(plain_p99)
     return [
         Measurement(
             "web",
@@ -168,7 +179,7 @@ async def web_case(config: BenchConfig) -> list[Measurement]:
             "req/s",
             max(injected),
             max(plain),
-            "same JSON, no injection, same guard",
+            "same JSON and model, no injection",
             ">=",
             0.9,
             extra={"connections": CONNECTIONS, "requests": requests},
@@ -179,11 +190,12 @@ async def web_case(config: BenchConfig) -> list[Measurement]:
             "ms",
             query_p99,
             bound,
-            "in-process query median + plain route p99",
+            f"in-process p99 ({CONNECTIONS} at once) + plain p99",
             "<=",
             1.5,
             extra={
-                "in_process_query_ms": inproc_ms,
+                "in_process_query_median_ms": inproc_ms,
+                "in_process_p99_ms": inproc_p99,
                 "plain_p99_ms": plain_p99,
                 "query_median_ms": statistics.median(query_latencies),
             },

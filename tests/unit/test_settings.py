@@ -203,3 +203,10 @@ def test_env_example_matches_settings(tmp_path: Path) -> None:
     from_example = load_settings().model_dump()
     (tmp_path / ".env").unlink()
     assert from_example == load_settings().model_dump()
+
+
+def test_readme_documents_every_setting() -> None:
+    """The README's configuration table names every setting."""
+    readme = (ROOT / "README.md").read_text()
+    missing = [name for name in leaf_defaults(Settings) if f"`{name}`" not in readme]
+    assert missing == []
