@@ -1,7 +1,8 @@
 """The async data layer: one container for Redis, Postgres, Elasticsearch, RabbitMQ and FAISS.
 
-Public names are imported lazily (PEP 562), so that ``settings`` and ``containers`` can import
-``app.errors`` and friends without importing the whole package first.
+The error types are imported at once (``app.errors`` depends on nothing); the rest lazily
+(PEP 562), so that ``settings`` and ``containers`` can import ``app.errors`` and friends
+without importing the whole package first.
 """
 
 from __future__ import annotations
@@ -9,31 +10,32 @@ from __future__ import annotations
 import importlib
 from typing import TYPE_CHECKING, Any
 
+from app.errors import (
+    BackendClosedError,
+    BackendNotConfiguredError,
+    BusClosedError,
+    ConfigurationError,
+    DataLayerError,
+    DimensionMismatchError,
+    EventBusError,
+    EventSerializationError,
+    EventTooLargeError,
+    IndexLockedError,
+    InvalidIdentifierError,
+    InvalidQueryError,
+    InvalidVectorError,
+    LifecycleError,
+    NotStartedError,
+    PublishError,
+    ResourceStartError,
+    ResourceStopError,
+    SnapshotCorruptError,
+    StateBackendError,
+    StateBackendUnavailableError,
+    VectorIndexError,
+)
+
 if TYPE_CHECKING:
-    from app.errors import (
-        BackendClosedError,
-        BackendNotConfiguredError,
-        BusClosedError,
-        ConfigurationError,
-        DataLayerError,
-        DimensionMismatchError,
-        EventBusError,
-        EventSerializationError,
-        EventTooLargeError,
-        IndexLockedError,
-        InvalidIdentifierError,
-        InvalidQueryError,
-        InvalidVectorError,
-        LifecycleError,
-        NotStartedError,
-        PublishError,
-        ResourceStartError,
-        ResourceStopError,
-        SnapshotCorruptError,
-        StateBackendError,
-        StateBackendUnavailableError,
-        VectorIndexError,
-    )
     from app.events import DataEvent, EventBus, InProcessEventBus, RabbitMQEventBus
     from app.facade import DataLayer
     from app.health import Health
@@ -44,31 +46,6 @@ if TYPE_CHECKING:
     from settings import PostgresSettings as PostgresConfig
     from settings import RedisSettings as RedisConfig
     from settings import Settings as DataLayerConfig
-
-_ERRORS = (
-    "BackendClosedError",
-    "BackendNotConfiguredError",
-    "BusClosedError",
-    "ConfigurationError",
-    "DataLayerError",
-    "DimensionMismatchError",
-    "EventBusError",
-    "EventSerializationError",
-    "EventTooLargeError",
-    "IndexLockedError",
-    "InvalidIdentifierError",
-    "InvalidQueryError",
-    "InvalidVectorError",
-    "LifecycleError",
-    "NotStartedError",
-    "PublishError",
-    "ResourceStartError",
-    "ResourceStopError",
-    "SnapshotCorruptError",
-    "StateBackendError",
-    "StateBackendUnavailableError",
-    "VectorIndexError",
-)
 
 # public name -> (module, attribute in that module)
 _EXPORTS: dict[str, tuple[str, str]] = {
@@ -88,7 +65,6 @@ _EXPORTS: dict[str, tuple[str, str]] = {
     "RedisStateBackend": ("app.state", "RedisStateBackend"),
     "VectorIndex": ("app.vectors", "VectorIndex"),
     "VectorMatch": ("app.vectors", "VectorMatch"),
-    **{name: ("app.errors", name) for name in _ERRORS},
 }
 
 __all__ = [

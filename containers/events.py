@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import TypeVar
 
 from aio_pika.abc import AbstractRobustConnection
 from dependency_injector import containers, providers
@@ -13,18 +15,28 @@ from settings import EventsSettings, RabbitMQSettings, Settings
 __all__ = ["EventsContainer", "inprocess_bus", "rabbitmq_bus"]
 
 
+Bus = TypeVar("Bus", InProcessEventBus, RabbitMQEventBus)
+
+
+@asynccontextmanager
+async def _running(bus: Bus, close_timeout_s: float) -> AsyncIterator[Bus]:
+    """Start ``bus``; at exit close it, draining handlers in flight up to the timeout."""
+    await bus.start()
+    try:
+        yield bus
+    finally:
+        await bus.close(close_timeout_s)
+
+
 async def inprocess_bus(settings: EventsSettings) -> AsyncIterator[InProcessEventBus]:
-    """An in-process bus; at stop it drains handlers in flight up to ``close_timeout_s``."""
+    """An in-process bus."""
     bus = InProcessEventBus(
         handler_timeout_s=settings.handler_timeout_s,
         max_event_bytes=settings.max_event_bytes,
         retry_backoff_s=settings.retry_backoff_s,
     )
-    await bus.start()
-    try:
+    async with _running(bus, settings.close_timeout_s):
         yield bus
-    finally:
-        await bus.close(settings.close_timeout_s)
 
 
 async def rabbitmq_bus(
@@ -39,11 +51,8 @@ async def rabbitmq_bus(
         max_event_bytes=settings.max_event_bytes,
         retry_backoff_s=settings.retry_backoff_s,
     )
-    await bus.start()
-    try:
+    async with _running(bus, settings.close_timeout_s):
         yield bus
-    finally:
-        await bus.close(settings.close_timeout_s)
 
 
 class EventsContainer(containers.DeclarativeContainer):
