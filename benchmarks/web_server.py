@@ -1,8 +1,8 @@
 """The app under benchmark, plus a plain route that returns the same JSON with no injection.
 
 Run by the ``web`` case as ``python -m benchmarks.web_server PORT``; settings from the env.
-The plain route sits under ``/v1`` (same auth and rate-limit guard) and answers with the same
-response model (same validation and serialisation) built from a dict: no container, no index.
+The plain route sits under ``/v1`` (same auth and rate-limit guard), takes the same path
+parameters and answers with the same response model from a dict: no container, no index.
 """
 
 from __future__ import annotations
@@ -14,6 +14,7 @@ import uvicorn
 from fastapi import APIRouter
 
 from app.web import create_app
+from app.web.params import Namespace, VectorId
 from app.web.schemas import VectorOut
 from containers import create_container
 from settings import load_settings
@@ -21,19 +22,18 @@ from settings import load_settings
 
 def main(port: int) -> None:
     app = create_app(create_container(load_settings()))
-    cached: dict[str, dict[str, Any]] = {}
+    cached: dict[tuple[str, str], VectorOut] = {}
     router = APIRouter()
 
-    @router.put("/v1/plain/{name}")
-    async def remember(name: str, body: dict[str, Any]) -> dict[str, str]:
+    @router.put("/v1/plain/{namespace}/{vector_id}")
+    async def remember(namespace: Namespace, vector_id: VectorId, body: dict[str, Any]) -> None:
         """Keep the GET's JSON to answer with."""
-        cached[name] = body
-        return {"ok": name}
+        cached[(namespace, vector_id)] = VectorOut.model_validate(body)
 
-    @router.get("/v1/plain/{name}")
-    async def plain(name: str) -> VectorOut:
-        """The same JSON as the injected route, through the same response model."""
-        return VectorOut.model_validate(cached[name])
+    @router.get("/v1/plain/{namespace}/{vector_id}")
+    async def plain(namespace: Namespace, vector_id: VectorId) -> VectorOut:
+        """The same JSON as the injected route: same path parameters, same response model."""
+        return cached[(namespace, vector_id)]
 
     app.include_router(router)
     uvicorn.run(app, host="127.0.0.1", port=port, log_config=None, access_log=False)

@@ -86,6 +86,7 @@ def resource_units(container: Container, settings: Settings) -> list[ResourceUni
                 settings.redis.address() if distributed else "memory",
                 ("logging", "redis") if distributed else ("logging",),
                 _ping_method,
+                aliases=(container.state_backend,),
             ),
         ),
         (
@@ -97,6 +98,7 @@ def resource_units(container: Container, settings: Settings) -> list[ResourceUni
                 settings.rabbitmq.address() if rabbit else "in-process",
                 ("logging", "rabbitmq") if rabbit else ("logging",),
                 _ping_method,
+                aliases=(container.event_bus,),
             ),
         ),
         (

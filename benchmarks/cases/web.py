@@ -144,7 +144,7 @@ async def web_case(config: BenchConfig) -> list[Measurement]:
                 async with session.get(f"{base}/v1/vectors/bench/v1", headers=HEADERS) as response:
                     one = await response.json()
                 async with session.put(
-                    f"{base}/v1/plain/v1", json=one, headers=HEADERS
+                    f"{base}/v1/plain/bench/v1", json=one, headers=HEADERS
                 ) as response:
                     assert response.status == 200
                 injected, plain, plain_p99 = [], [], []
@@ -154,7 +154,7 @@ async def web_case(config: BenchConfig) -> list[Measurement]:
                     )
                     injected.append(rate)
                     rate, latencies = await load(
-                        session, "GET", f"{base}/v1/plain/v1", requests=requests
+                        session, "GET", f"{base}/v1/plain/bench/v1", requests=requests
                     )
                     plain.append(rate)
                     plain_p99.append(percentile(latencies, 0.99))

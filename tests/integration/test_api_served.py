@@ -16,6 +16,7 @@ from fastapi import FastAPI
 
 from app.web import create_app
 from containers import create_container
+from containers.accessors import get_event_bus
 from settings import Settings, load_settings
 from tests.conftest import API_TOKEN
 
@@ -81,7 +82,7 @@ async def test_event_stream_delivers_and_ends_on_disconnect(app_settings: Settin
             event = await asyncio.wait_for(read_event(lines), 10)
             assert event["event"] == "user.created"
             assert json.loads(event["data"])["key"] == "k1"
-        bus = await app.state.container.event_bus()
+        bus = await get_event_bus(app.state.container)
         left = {"type": "user.left", "resource": "r", "key": "k"}
         for _ in range(100):  # the server notices the disconnect asynchronously
             before = bus.stats.unrouted

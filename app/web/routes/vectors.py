@@ -64,7 +64,8 @@ def build_router(dimension: int) -> APIRouter:
         record = await service.get_vector(namespace, vector_id)
         if record is None:
             raise _missing(namespace, vector_id)
-        return VectorOut(
+        # The index hands out validated data: build the model without validating it again.
+        return VectorOut.model_construct(
             namespace=namespace,
             id=record.id,
             vector=record.as_array().tolist(),
