@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 
 import pytest
+from dependency_injector import providers
 from structlog.testing import capture_logs
 
 from app.errors import NotStartedError, ResourceStartError, ResourceStopError
@@ -198,3 +199,16 @@ async def test_readiness_pings_every_started_unit() -> None:
     after = await check_readiness(lifecycle)
     assert after["a"].status == "error"
     assert "not started" in (after["a"].error or "")
+
+
+async def test_started_providers_hand_out_the_object_itself() -> None:
+    """After start a unit's provider (and its aliases) return the object, not a Future."""
+    unit = fake_unit(Journal(), "a")
+    alias = providers.Selector(providers.Object("x"), x=unit.provider)
+    unit = type(unit)(**{**unit.__dict__, "aliases": (alias,)})
+    lifecycle = Lifecycle([unit])
+    async with lifecycle:
+        assert unit.provider() == "value-of-a"
+        assert alias() == "value-of-a"
+    assert not unit.provider.initialized
+    assert unit.provider.is_async_mode_undefined()
