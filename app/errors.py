@@ -18,7 +18,9 @@ catch either (``except ValueError`` still catches a ``DimensionMismatchError``):
     │   ├── EventSerializationError (TypeError)  payload is not JSON-serialisable
     │   ├── EventTooLargeError (ValueError)      encoded event over max_event_bytes
     │   ├── BusClosedError (RuntimeError)        publish after close()
-    │   └── PublishError (ConnectionError)       the broker did not confirm in time
+    │   ├── PublishError (ConnectionError)       the broker did not confirm in time
+    │   ├── HandlerTimeoutError (TimeoutError)   a handler ran past handler_timeout_s
+    │   └── MalformedEventError (ValueError)     a message is not our event envelope
     └── VectorIndexError
         ├── DimensionMismatchError (ValueError)  vector of the wrong length
         ├── InvalidVectorError (ValueError)      NaN, inf or zero vector
@@ -43,11 +45,13 @@ __all__ = [
     "EventBusError",
     "EventSerializationError",
     "EventTooLargeError",
+    "HandlerTimeoutError",
     "IndexLockedError",
     "InvalidIdentifierError",
     "InvalidQueryError",
     "InvalidVectorError",
     "LifecycleError",
+    "MalformedEventError",
     "NotStartedError",
     "PublishError",
     "ResourceStartError",
@@ -129,6 +133,14 @@ class BusClosedError(EventBusError, RuntimeError):
 
 class PublishError(EventBusError, ConnectionError):
     """The broker did not accept or confirm the event within ``publish_timeout``."""
+
+
+class HandlerTimeoutError(EventBusError, TimeoutError):
+    """A handler ran longer than ``handler_timeout_s``; the attempt counts as failed."""
+
+
+class MalformedEventError(EventBusError, ValueError):
+    """A message body is not a valid event envelope (not JSON, a field missing or mistyped)."""
 
 
 class VectorIndexError(DataLayerError):

@@ -24,6 +24,7 @@ from tests.services import (
     POSTGRES_DSN,
     RABBITMQ_URL,
     REDIS_URL,
+    delete_bus_topology,
     require_service,
 )
 
@@ -50,6 +51,13 @@ def postgres_dsn() -> str:
 def rabbitmq_url() -> str:
     """The real RabbitMQ on loopback; fails in CI and skips elsewhere when it is down."""
     return require_service("RabbitMQ", RABBITMQ_URL)
+
+
+@pytest.fixture
+async def rabbitmq_exchange(rabbitmq_url: str, unique_name: str) -> AsyncIterator[str]:
+    """A fresh exchange name; what a bus declared under it is deleted after the test."""
+    yield unique_name
+    await delete_bus_topology(rabbitmq_url, unique_name)
 
 
 @pytest.fixture

@@ -8,9 +8,11 @@ from __future__ import annotations
 
 import os
 import socket
+from collections.abc import Iterable
 from functools import cache
 from urllib.parse import urlsplit
 
+import aio_pika
 import pytest
 
 REDIS_URL = os.environ.get("TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
@@ -42,3 +44,16 @@ def require_service(name: str, url: str) -> str:
             pytest.fail(f"{reason} (REQUIRE_SERVICES=1, so this is a failure)")
         pytest.skip(reason)
     return url
+
+
+async def delete_bus_topology(url: str, exchange: str, queues: Iterable[str] = ()) -> None:
+    """Delete what a RabbitMQEventBus declared: its exchange, dead-letter exchange and queues."""
+    connection = await aio_pika.connect(url)
+    try:
+        channel = await connection.channel()
+        for name in sorted({f"{exchange}.dead-letter", *queues}):
+            await channel.queue_delete(name)
+        await channel.exchange_delete(exchange)
+        await channel.exchange_delete(f"{exchange}.dead-letter")
+    finally:
+        await connection.close()

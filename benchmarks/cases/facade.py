@@ -5,7 +5,6 @@ from __future__ import annotations
 import statistics
 import tempfile
 import time
-import uuid
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 
@@ -13,6 +12,7 @@ import asyncpg
 import redis.asyncio as aioredis
 
 from app.facade import PINGS, DataLayer
+from benchmarks.cases.lifecycle import delete_bus_topology
 from benchmarks.core import BenchConfig, Measurement, case, ops_per_second
 from settings import load_settings
 
@@ -30,7 +30,7 @@ async def timed_ms(operation: Callable[[], Awaitable[object]], rounds: int) -> l
 async def facade_case(config: BenchConfig) -> list[Measurement]:
     count = 2_000 if config.quick else 10_000
     rounds = 50 if config.quick else 300
-    name = f"bench{uuid.uuid4().hex[:8]}"
+    name = "bench.facade"
     with tempfile.TemporaryDirectory() as tmp:
         settings = load_settings(
             deployment_mode="distributed",
@@ -81,9 +81,7 @@ async def facade_case(config: BenchConfig) -> list[Measurement]:
                 for backend in clients
             }
             await data.redis.delete(key)
-            channel = await data.rabbitmq.channel()
-            await channel.exchange_delete(name)
-            await channel.close()
+        await delete_bus_topology(config.rabbitmq_url, name)
         await raw_pool.close()
         await raw_redis.aclose()
     slowest = max(single_ms, key=lambda backend: single_ms[backend])

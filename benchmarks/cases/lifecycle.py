@@ -10,6 +10,8 @@ from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import Any
 
+import aio_pika
+
 from app.backends import postgres_pool, rabbitmq_connection, redis_client
 from benchmarks.core import BenchConfig, Measurement, case
 from containers import Lifecycle, create_container, resource_units
@@ -23,7 +25,7 @@ def distributed_settings(config: BenchConfig, data_dir: Path) -> Settings:
         data_dir=data_dir,
         redis={"url": config.redis_url},
         postgres={"dsn": config.postgres_dsn},
-        rabbitmq={"url": config.rabbitmq_url, "exchange": "bench.lifecycle"},
+        rabbitmq={"url": config.rabbitmq_url, "exchange": EXCHANGE},
         faiss={"index_path": data_dir / "faiss", "dimension": 8},
         log={"level": "WARNING"},
     )
@@ -41,6 +43,17 @@ async def time_resource(factory: Callable[[], AsyncIterator[Any]]) -> tuple[floa
 
 
 BACKENDS = {"logging", "redis", "postgres", "rabbitmq"}
+EXCHANGE = "bench.lifecycle"
+
+
+async def delete_bus_topology(url: str, exchange: str) -> None:
+    """Remove the exchanges and dead-letter queue the RabbitMQ bus declared."""
+    connection = await aio_pika.connect(url)
+    async with connection:
+        channel = await connection.channel()
+        await channel.queue_delete(f"{exchange}.dead-letter")
+        for name in (exchange, f"{exchange}.dead-letter"):
+            await channel.exchange_delete(name)
 
 
 async def time_raw_gather(factories: list[Callable[[], AsyncIterator[Any]]]) -> float:
@@ -93,6 +106,7 @@ async def lifecycle_case(config: BenchConfig) -> list[Measurement]:
             stack_stops.append(stop_ms)
             full_starts.append((await time_stack(settings, backends_only=False))[0])
             raw_starts.append(await time_raw_gather(list(singles.values())))
+    await delete_bus_topology(config.rabbitmq_url, EXCHANGE)
     medians = {name: statistics.median(values) for name, values in single_starts.items()}
     slowest = max(medians, key=lambda name: medians[name])
     return [

@@ -127,11 +127,15 @@ def distributed_settings(
 
 
 async def test_distributed_api_and_a_rate_limit_shared_by_two_instances(
-    tmp_path: Path, redis_url: str, postgres_dsn: str, rabbitmq_url: str, unique_name: str
+    tmp_path: Path,
+    redis_url: str,
+    postgres_dsn: str,
+    rabbitmq_url: str,
+    rabbitmq_exchange: str,
 ) -> None:
     """Two app instances on one Redis share sessions, locks and one rate limit per caller."""
     settings = distributed_settings(
-        tmp_path, redis_url, postgres_dsn, rabbitmq_url, unique_name, rate_limit=4
+        tmp_path, redis_url, postgres_dsn, rabbitmq_url, rabbitmq_exchange, rate_limit=4
     )
     first = create_app(create_container(settings))
     second_settings = settings.model_copy(
@@ -158,12 +162,6 @@ async def test_distributed_api_and_a_rate_limit_shared_by_two_instances(
 
     client = aioredis.Redis.from_url(redis_url)
     async with client:
-        keys = [key async for key in client.scan_iter(match=f"{unique_name}*")]
+        keys = [key async for key in client.scan_iter(match=f"{rabbitmq_exchange}*")]
         if keys:
             await client.delete(*keys)
-    import aio_pika
-
-    connection = await aio_pika.connect(rabbitmq_url)
-    async with connection:
-        channel = await connection.channel()
-        await channel.exchange_delete(unique_name)

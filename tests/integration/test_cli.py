@@ -55,7 +55,12 @@ def test_check_single_node_with_nothing_installed(tmp_path: Path) -> None:
 
 
 def test_check_distributed_against_local_services(
-    tmp_path: Path, redis_url: str, postgres_dsn: str, rabbitmq_url: str, unique_name: str
+    tmp_path: Path,
+    redis_url: str,
+    postgres_dsn: str,
+    rabbitmq_url: str,
+    unique_name: str,
+    rabbitmq_exchange: str,
 ) -> None:
     """check in distributed mode with RabbitMQ reports every backend ready."""
     result = run_app(
@@ -66,7 +71,7 @@ def test_check_distributed_against_local_services(
         REDIS__URL=redis_url,
         POSTGRES__DSN=postgres_dsn,
         RABBITMQ__URL=rabbitmq_url,
-        RABBITMQ__EXCHANGE=unique_name,
+        RABBITMQ__EXCHANGE=rabbitmq_exchange,
         STATE__NAMESPACE=unique_name,
     )
     assert result.returncode == 0, result.stderr

@@ -95,6 +95,7 @@ async def test_distributed_resolves_every_provider(
     rabbitmq_url: str,
     elasticsearch_url: str,
     unique_name: str,
+    rabbitmq_exchange: str,
 ) -> None:
     """distributed + rabbitmq + Elasticsearch starts all backends and every provider resolves."""
     settings = load_settings(
@@ -103,7 +104,7 @@ async def test_distributed_resolves_every_provider(
         data_dir=tmp_path,
         redis={"url": redis_url},
         postgres={"dsn": postgres_dsn},
-        rabbitmq={"url": rabbitmq_url, "exchange": unique_name},
+        rabbitmq={"url": rabbitmq_url, "exchange": rabbitmq_exchange},
         elasticsearch={"hosts": [elasticsearch_url]},
         state={"namespace": unique_name},
         faiss={"index_path": tmp_path / "faiss", "dimension": 4},
@@ -130,10 +131,6 @@ async def test_distributed_resolves_every_provider(
             "vectors",
         }
     assert lifecycle.started == ()
-    channel_probe = await aio_pika.connect(rabbitmq_url)
-    async with channel_probe:
-        channel = await channel_probe.channel()
-        await channel.exchange_delete(unique_name)
 
 
 async def test_unreachable_backend_fails_start_and_closes_the_rest(

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import asyncpg
 import pytest
@@ -20,6 +21,7 @@ from app import (
     RedisConfig,
     ResourceStartError,
 )
+from tests.fakes.tcp_proxy import TcpProxy
 
 pytestmark = pytest.mark.integration
 
@@ -79,6 +81,7 @@ async def test_original_usage_distributed(
     rabbitmq_url: str,
     elasticsearch_url: str,
     unique_name: str,
+    rabbitmq_exchange: str,
 ) -> None:
     """The original snippet works against real Redis, Postgres, RabbitMQ (and Elasticsearch)."""
     config = DataLayerConfig(
@@ -88,7 +91,7 @@ async def test_original_usage_distributed(
         postgres=PostgresConfig(dsn=postgres_dsn),
         elasticsearch=ElasticsearchConfig(hosts=[elasticsearch_url]),
         faiss=FaissConfig(index_path=tmp_path / "faiss", dimension=DIM),
-        rabbitmq={"url": rabbitmq_url, "exchange": unique_name},
+        rabbitmq={"url": rabbitmq_url, "exchange": rabbitmq_exchange},
         state={"namespace": unique_name},
     )
     async with DataLayer(config) as data:
@@ -104,7 +107,6 @@ async def test_original_usage_distributed(
             "events": "ok",
         }
         assert set(health.latency_ms) == set(health.details)
-    await _delete_exchange(rabbitmq_url, unique_name)
 
 
 async def test_original_usage_single_node(tmp_path: Path) -> None:
@@ -142,15 +144,6 @@ async def _our_connections(postgres_dsn: str, application_name: str) -> int:
         return count
     finally:
         await connection.close()
-
-
-async def _delete_exchange(rabbitmq_url: str, name: str) -> None:
-    import aio_pika
-
-    connection = await aio_pika.connect(rabbitmq_url)
-    async with connection:
-        channel = await connection.channel()
-        await channel.exchange_delete(name)
 
 
 async def test_unreachable_backend_fails_once_and_closes_the_rest(
@@ -203,3 +196,36 @@ async def test_health_reports_a_stopped_backend_within_its_timeout(
             "events": "ok",
         }
         assert elapsed < 2.0
+
+
+async def test_health_reports_a_hung_backend_within_its_timeout(
+    tmp_path: Path, redis_url: str, postgres_dsn: str, unique_name: str
+) -> None:
+    """A Redis that stops answering mid-run is an error after the timeout, not a stall."""
+    upstream = urlsplit(redis_url)
+    proxy = TcpProxy(upstream.hostname or "127.0.0.1", upstream.port or 6379)
+    await proxy.start()
+    config = DataLayerConfig(
+        deployment_mode="distributed",
+        redis=RedisConfig(url=f"redis://127.0.0.1:{proxy.port}{upstream.path}"),
+        postgres=PostgresConfig(dsn=postgres_dsn),
+        faiss=FaissConfig(index_path=tmp_path / "faiss", dimension=DIM),
+        state={"namespace": unique_name},
+    )
+    try:
+        async with DataLayer(config) as data:
+            assert (await data.health()).ok
+            proxy.freeze()
+            loop = asyncio.get_running_loop()
+            started = loop.time()
+            health = await data.health(timeout_s=0.5)
+            elapsed = loop.time() - started
+            assert elapsed < 1.5
+            assert health.details["redis"] == "error: no answer within 0.5 s"
+            assert health.details["state"] == "error: no answer within 0.5 s"
+            assert health.details["postgres"] == "ok"
+            assert health.details["faiss"] == "ok"
+            assert health.latency_ms["redis"] >= 500
+            proxy.thaw()
+    finally:
+        await proxy.aclose()
