@@ -5,27 +5,32 @@ from __future__ import annotations
 import asyncio
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from typing import Any
 
 import asyncpg
 
 from app.backends.embedded_postgres import embedded_postgres
 from settings import PostgresSettings, Settings
 
-__all__ = ["ping_postgres", "postgres_pool"]
+__all__ = ["ping_postgres", "pool_options", "postgres_pool"]
 
 POOL_CLOSE_TIMEOUT_S = 10.0
 
 
+def pool_options(settings: PostgresSettings) -> dict[str, Any]:
+    """The ``asyncpg.create_pool`` options from ``POSTGRES__*`` (all but the DSN)."""
+    return {
+        "min_size": settings.min_connections,
+        "max_size": settings.max_connections,
+        "timeout": settings.connect_timeout_s,
+        "command_timeout": settings.command_timeout_s,
+        "server_settings": {"application_name": settings.application_name},
+    }
+
+
 @asynccontextmanager
 async def _pool(dsn: str, settings: PostgresSettings) -> AsyncIterator[asyncpg.Pool]:
-    pool = await asyncpg.create_pool(
-        dsn,
-        min_size=settings.min_connections,
-        max_size=settings.max_connections,
-        timeout=settings.connect_timeout_s,
-        command_timeout=settings.command_timeout_s,
-        server_settings={"application_name": settings.application_name},
-    )
+    pool = await asyncpg.create_pool(dsn, **pool_options(settings))
     try:
         yield pool
     finally:

@@ -8,21 +8,27 @@ import redis.asyncio as aioredis
 
 from settings import RedisSettings
 
-__all__ = ["ping_redis", "redis_client"]
+__all__ = ["ping_redis", "redis_client", "redis_pool"]
 
 
-async def redis_client(settings: RedisSettings) -> AsyncIterator[aioredis.Redis]:
-    """Create the client (it owns its pool), check it answers ``PING``, ``aclose()`` it at stop."""
-    # Blocking: past max_connections a command waits (up to the socket timeout) for a free
-    # connection instead of failing at once with "Too many connections".
-    pool = aioredis.BlockingConnectionPool.from_url(
+def redis_pool(settings: RedisSettings) -> aioredis.BlockingConnectionPool:
+    """The connection pool the client uses, from ``REDIS__*``.
+
+    Blocking: past ``max_connections`` a command waits (up to the socket timeout) for a free
+    connection instead of failing at once with "Too many connections".
+    """
+    return aioredis.BlockingConnectionPool.from_url(
         settings.connection_url().get_secret_value(),
         max_connections=settings.max_connections,
         timeout=settings.socket_timeout_s,
         socket_timeout=settings.socket_timeout_s,
         socket_connect_timeout=settings.connect_timeout_s,
     )
-    client = aioredis.Redis.from_pool(pool)
+
+
+async def redis_client(settings: RedisSettings) -> AsyncIterator[aioredis.Redis]:
+    """Create the client (it owns its pool), check it answers ``PING``, ``aclose()`` it at stop."""
+    client = aioredis.Redis.from_pool(redis_pool(settings))
     try:
         await client.ping()
         yield client
