@@ -25,6 +25,7 @@ from app.vectors import VectorIndex
 from containers import Container, Lifecycle, build_lifecycle, create_container, ping_all
 from containers.accessors import resolve
 from containers.readiness import Check
+from containers.units import ping_method
 from settings import Settings, load_settings
 
 __all__ = ["DataLayer"]
@@ -43,19 +44,14 @@ PROVIDERS: dict[str, tuple[str, str, str]] = {
 }
 
 
-async def _ping_method(value: Any) -> object:
-    result: object = await value.ping()
-    return result
-
-
 PINGS: dict[str, Callable[[Any], Awaitable[object]]] = {
     "redis": ping_redis,
     "postgres": ping_postgres,
     "elasticsearch": ping_elasticsearch,
     "rabbitmq": ping_rabbitmq,
-    "faiss": _ping_method,
-    "state": _ping_method,
-    "events": _ping_method,
+    "faiss": ping_method,
+    "state": ping_method,
+    "events": ping_method,
 }
 
 

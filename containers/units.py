@@ -11,13 +11,14 @@ from containers.application import Container
 from containers.lifecycle import ResourceUnit
 from settings import DeploymentMode, EventBusKind, Settings
 
-__all__ = ["resource_units"]
+__all__ = ["ping_method", "resource_units"]
 
 EMBEDDED_START_TIMEOUT_S = 120.0
 VECTORS_STOP_TIMEOUT_S = 120.0
 
 
-def _ping_method(target: Any) -> Awaitable[object]:
+def ping_method(target: Any) -> Awaitable[object]:
+    """The ping of our own components (state backend, event bus, vector index): ``.ping()``."""
     result: Awaitable[object] = target.ping()
     return result
 
@@ -85,7 +86,7 @@ def resource_units(container: Container, settings: Settings) -> list[ResourceUni
                 else container.state_layer.memory,
                 settings.redis.address() if distributed else "memory",
                 ("logging", "redis") if distributed else ("logging",),
-                _ping_method,
+                ping_method,
                 aliases=(container.state_backend,),
             ),
         ),
@@ -97,7 +98,7 @@ def resource_units(container: Container, settings: Settings) -> list[ResourceUni
                 container.event_layer.rabbitmq_bus if rabbit else container.event_layer.inprocess,
                 settings.rabbitmq.address() if rabbit else "in-process",
                 ("logging", "rabbitmq") if rabbit else ("logging",),
-                _ping_method,
+                ping_method,
                 aliases=(container.event_bus,),
             ),
         ),
@@ -109,7 +110,7 @@ def resource_units(container: Container, settings: Settings) -> list[ResourceUni
                 container.vectors,
                 str(settings.faiss.index_path),
                 ("logging",),
-                _ping_method,
+                ping_method,
                 stop_timeout_s=VECTORS_STOP_TIMEOUT_S,
             ),
         ),
