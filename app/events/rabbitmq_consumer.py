@@ -95,9 +95,6 @@ class RabbitMQConsumer:
         self.consumer_tag: str | None = None
         self.setup_task: asyncio.Task[None] | None = None
 
-    async def on_message(self, message: AbstractIncomingMessage) -> None:
-        await self.dispatcher.run(message)
-
     def begin_setup(
         self,
         connection: AbstractRobustConnection,
@@ -138,7 +135,7 @@ class RabbitMQConsumer:
             self._on_declared(self.queue_name)
             for pattern in subscription.patterns:
                 await queue.bind(topic, routing_key=pattern)
-            self.consumer_tag = await queue.consume(self.on_message, no_ack=False)
+            self.consumer_tag = await queue.consume(self.dispatcher.run, no_ack=False)
         except BaseException as exc:
             subscription.set_failed(exc)
             log.error(  # noqa: TRY400 - the error is in the event; no traceback wanted

@@ -52,16 +52,22 @@ async def _alternate(
 
     Short alternating rounds put both sides under the same machine conditions; on a
     shared 2-core machine single long runs differ by +-15% from one minute to the next.
+    Each side starts from a collected heap, so neither pays for the other's garbage.
     """
     ours_rates: list[float] = []
     raw_rates: list[float] = []
+
+    async def timed(side: Callable[[], Awaitable[float]], rates: list[float]) -> None:
+        gc.collect()
+        rates.append(await side())
+
     for round_ in range(rounds):
         if round_ % 2:
-            raw_rates.append(await raw())
-            ours_rates.append(await ours())
+            await timed(raw, raw_rates)
+            await timed(ours, ours_rates)
         else:
-            ours_rates.append(await ours())
-            raw_rates.append(await raw())
+            await timed(ours, ours_rates)
+            await timed(raw, raw_rates)
     return statistics.median(ours_rates), statistics.median(raw_rates)
 
 

@@ -12,6 +12,7 @@ from hypothesis import strategies as st
 from app.errors import EventSerializationError, EventTooLargeError
 from app.events import DataEvent, MalformedEventError
 from app.events.codec import (
+    _decode_checked,
     decode,
     decode_payload,
     encode,
@@ -131,3 +132,28 @@ def test_event_constructor_checks_field_types() -> None:
         DataEvent("a", "r", "k", version="1")  # type: ignore[arg-type]
     with pytest.raises(ValueError, match="timezone-aware"):
         DataEvent("a", "r", "k", timestamp=datetime(2026, 1, 1))
+
+
+def _outcome(decoder: Any, body: bytes) -> tuple[str, Any]:
+    try:
+        event = decoder(body)
+    except MalformedEventError as exc:
+        return ("error", str(exc))
+    return ("event", (event, event.id, event.timestamp, event.version, event.payload))
+
+
+@given(
+    payload=st.dictionaries(st.text(max_size=8), JSON, max_size=4),
+    key=TEXT,
+    position=st.integers(min_value=0),
+    replacement=st.sampled_from([b"", b"x", b"0", b'"', b"{", b"}", b",", b" ", b"\\", b"-"]),
+)
+def test_fast_decode_agrees_with_the_checked_decoder(
+    payload: dict[str, Any], key: str, position: int, replacement: bytes
+) -> None:
+    """decode's fast path gives what the full check gives, for envelopes and mutations of them."""
+    body = encode(DataEvent("user.created", "users", key, payload), 1 << 20).body
+    assert _outcome(decode, body) == _outcome(_decode_checked, body)
+    at = position % len(body)
+    mutated = body[:at] + replacement + body[at + 1 :]
+    assert _outcome(decode, mutated) == _outcome(_decode_checked, mutated)
