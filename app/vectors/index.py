@@ -10,6 +10,9 @@ less than the ~50 us hop to a worker thread and runs inline. Queries use the che
 two exact kernels as measured per shape (``kernels.py``); numpy's BLAS sizes its own
 thread pool (``OPENBLAS_NUM_THREADS``).
 
+Pool-sized queries without a filter from concurrent callers are answered together in
+one matrix product (``batching.py``); a lone query is a batch of one.
+
 ``save()`` and ``load()`` run one at a time, take every namespace lock only to copy or
 swap the state, and do the disk work outside the locks (``snapshot.py``,
 ``snapshot_reader.py``). The first ``save()`` or ``load()`` takes the directory's writer
@@ -20,7 +23,6 @@ flight and releases it.
 from __future__ import annotations
 
 import asyncio
-import json
 import os
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -28,20 +30,21 @@ from contextlib import suppress
 from pathlib import Path
 from typing import Any, Final, Literal, TypeVar
 
+import numpy as np
 import numpy.typing as npt
 import structlog
 
 from app.errors import BackendClosedError, NotStartedError
 from app.vectors import snapshot
+from app.vectors.batching import QueryBatcher
 from app.vectors.filters import Filter, compile_filter
 from app.vectors.lockfile import WriterLock
 from app.vectors.locks import NamespaceLocks
 from app.vectors.models import BatchItem, VectorMatch, VectorRecord
 from app.vectors.snapshot_reader import read_snapshot
-from app.vectors.store import NamespaceStore
+from app.vectors.store import NamespaceStore, copy_metadata
 from app.vectors.validation import (
     Batch,
-    Metadata,
     check_id,
     check_id_collection,
     check_namespace,
@@ -67,10 +70,6 @@ def _init_worker(omp_threads: int) -> None:
     import faiss
 
     faiss.omp_set_num_threads(omp_threads)
-
-
-def _copy(metadata: Metadata | None) -> dict[str, Any] | None:
-    return None if metadata is None else json.loads(json.dumps(metadata))
 
 
 class VectorIndex:
@@ -114,6 +113,7 @@ class VectorIndex:
         self._closed = False
         self._autosave: asyncio.Task[None] | None = None
         self._pruning: asyncio.Future[None] | None = None
+        self._batcher = QueryBatcher(self._lock, self._search_batch)
 
     # -- plumbing -------------------------------------------------------------------
 
@@ -228,13 +228,25 @@ class VectorIndex:
         k = check_top_k(top_k)
         where = compile_filter(filter)
         unit = normalised_vector(vector, self.dimension)
+        store = self._stores.get(namespace)
+        if where is None and store is not None and len(store) * self.dimension > INLINE_MAX_CELLS:
+            return await self._batcher.query(namespace, unit, k)
         async with self._lock(namespace):
             store = self._stores.get(namespace)
             if store is None or len(store) == 0:
                 return []
             cells = len(store) * (self.dimension + (0 if where is None else _FILTER_CELLS_PER_ROW))
-            hits = await self._run(cells, lambda: store.search(unit, k, where))
-        return [VectorMatch(hit.id, hit.score, _copy(hit.metadata)) for hit in hits]
+            return await self._run(cells, lambda: store.search(unit, k, where))
+
+    async def _search_batch(
+        self, namespace: str, queries: npt.NDArray[np.float32], ks: list[int]
+    ) -> list[list[VectorMatch]]:
+        """Unfiltered queries as rows of one matrix; the batcher holds the namespace lock."""
+        store = self._stores.get(namespace)
+        if store is None:
+            return [[] for _ in ks]
+        cells = len(store) * self.dimension * len(ks)
+        return await self._run(cells, lambda: store.search_many(queries, ks))
 
     async def get(self, namespace: str, ids: Iterable[str]) -> list[VectorRecord]:
         """The stored records of those ids that exist, in the order asked (vectors unit-norm)."""
@@ -246,7 +258,7 @@ class VectorIndex:
         async with self._lock(namespace):
             store = self._stores.get(namespace)
             found = [] if store is None else store.get(checked)
-        return [VectorRecord(item.id, item.vector, _copy(item.metadata)) for item in found]
+        return [VectorRecord(item.id, item.vector, copy_metadata(item.metadata)) for item in found]
 
     async def count(self, namespace: str) -> int:
         """How many vectors ``namespace`` holds (0 for an unknown namespace)."""

@@ -13,27 +13,35 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from typing import Final
+from typing import Any, Final
 
 import numpy as np
 import numpy.typing as npt
 
 from app.vectors.filters import Predicate
-from app.vectors.kernels import KernelChooser
+from app.vectors.kernels import KernelChooser, top_k_many
+from app.vectors.models import VectorMatch
 from app.vectors.validation import Matrix, Metadata
 
-__all__ = ["Hit", "NamespaceStore", "StoredRecord"]
+__all__ = ["NamespaceStore", "StoredRecord", "copy_metadata"]
 
 _MIN_CAPACITY: Final = 16
 
 
-@dataclass(frozen=True, slots=True)
-class Hit:
-    """One search result inside the core: id, cosine similarity and stored metadata."""
+def _copy_json(value: Any) -> Any:
+    if type(value) is dict:
+        return {key: _copy_json(item) for key, item in value.items()}
+    if type(value) is list:
+        return [_copy_json(item) for item in value]
+    return value  # str, int, float, bool, None: immutable
 
-    id: str
-    score: float
-    metadata: Metadata | None
+
+def copy_metadata(metadata: Metadata | None) -> dict[str, Any] | None:
+    """An independent copy of stored metadata (validated JSON: only dicts and lists to copy).
+
+    About 10x cheaper than a JSON round trip on small objects.
+    """
+    return None if metadata is None else {key: _copy_json(v) for key, v in metadata.items()}
 
 
 @dataclass(frozen=True, slots=True)
@@ -175,8 +183,11 @@ class NamespaceStore:
 
     def search(
         self, query: npt.NDArray[np.float32], top_k: int, where: Predicate | None
-    ) -> list[Hit]:
-        """The ``top_k`` rows most similar to the unit ``query`` among those ``where`` keeps."""
+    ) -> list[VectorMatch]:
+        """The ``top_k`` rows most similar to the unit ``query`` among those ``where`` keeps.
+
+        Metadata in the results are copies: callers may change them freely.
+        """
         size = len(self._ids)
         if size == 0:
             return []
@@ -190,8 +201,23 @@ class NamespaceStore:
             rows = np.asarray(kept, dtype=np.intp)
             candidates = self._matrix[rows]
         best, scores = self._kernels.search(candidates, query, min(top_k, candidates.shape[0]))
-        chosen = best if rows is None else rows[best]
+        return self._matches(best if rows is None else rows[best], scores)
+
+    def search_many(self, queries: Matrix, top_k: Sequence[int]) -> list[list[VectorMatch]]:
+        """``search`` without a filter for each unit row of ``queries``, in one matrix product."""
+        size = len(self._ids)
+        if size == 0:
+            return [[] for _ in top_k]
+        if len(top_k) == 1:
+            return [self.search(queries[0], top_k[0], None)]
+        found = top_k_many(self._matrix[:size], queries, [min(k, size) for k in top_k])
+        return [self._matches(best, scores) for best, scores in found]
+
+    def _matches(
+        self, rows: npt.NDArray[np.intp], scores: npt.NDArray[np.float32]
+    ) -> list[VectorMatch]:
+        ids, metadata = self._ids, self._metadata
         return [
-            Hit(self._ids[row], float(score), self._metadata[row])
-            for row, score in zip(chosen.tolist(), scores.tolist(), strict=True)
+            VectorMatch(ids[row], score, copy_metadata(metadata[row]))
+            for row, score in zip(rows.tolist(), scores.tolist(), strict=True)
         ]

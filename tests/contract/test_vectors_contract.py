@@ -333,6 +333,65 @@ async def test_v7_blocking_work_runs_on_the_pool_threads(
     assert all(name.startswith("vectors") for name in threads)
 
 
+async def test_v7_concurrent_queries_share_one_product_and_match_single_queries(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Pool-sized queries arriving together are answered in one batch, as if run alone."""
+    from app.vectors import store as store_module
+
+    monkeypatch.setattr(index_module, "INLINE_MAX_CELLS", 0)
+    sizes: list[int] = []
+    original = store_module.NamespaceStore.search_many
+
+    def spy(self: store_module.NamespaceStore, queries: np.ndarray, top_k: list[int]) -> object:
+        sizes.append(len(top_k))
+        return original(self, queries, top_k)
+
+    monkeypatch.setattr(store_module.NamespaceStore, "search_many", spy)
+    rng = np.random.default_rng(11)
+    index = VectorIndex(tmp_path, DIM, threads=2)
+    try:
+        await index.upsert_arrays(
+            "ns", [f"v{i}" for i in range(50)], rng.standard_normal((50, DIM)), [{"i": 1}] * 50
+        )
+        queries = rng.standard_normal((9, DIM))
+        ks = [1, 3, 10, 50, 60, 2, 7, 5, 4]
+        alone = [await index.query("ns", q, k) for q, k in zip(queries, ks, strict=True)]
+        sizes.clear()
+        together = await asyncio.gather(
+            *(index.query("ns", q, k) for q, k in zip(queries, ks, strict=True))
+        )
+    finally:
+        await index.close()
+    assert max(sizes) > 1
+    assert sum(sizes) == len(ks)
+    for one, batched, k in zip(alone, together, ks, strict=True):
+        assert len(batched) == min(k, 50)
+        assert [m.id for m in batched] == [m.id for m in one]
+        np.testing.assert_allclose([m.score for m in batched], [m.score for m in one], atol=1e-5)
+        assert all(m.metadata == {"i": 1} for m in batched)
+    together[0][0].metadata["i"] = 2  # type: ignore[index]
+    assert together[1][0].metadata == {"i": 1}
+
+
+async def test_v7_a_cancelled_query_leaves_its_batch_intact(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Cancelling one of several queued pool-sized queries still answers the others."""
+    monkeypatch.setattr(index_module, "INLINE_MAX_CELLS", 0)
+    index = VectorIndex(tmp_path, DIM, threads=2)
+    try:
+        await index.upsert_arrays("ns", ["a", "b"], np.eye(2, DIM))
+        tasks = [asyncio.create_task(index.query("ns", np.eye(2, DIM)[i % 2], 1)) for i in range(4)]
+        await asyncio.sleep(0)
+        tasks[1].cancel()
+        results = await asyncio.gather(*tasks, return_exceptions=True)
+    finally:
+        await index.close()
+    assert isinstance(results[1], asyncio.CancelledError)
+    assert [[m.id for m in r] for i, r in enumerate(results) if i != 1] == [["a"], ["a"], ["b"]]
+
+
 async def test_v7_autosave_writes_a_snapshot_after_changes(tmp_path: Path) -> None:
     """start_autosave saves within an interval after a change; close() stops it."""
     index = VectorIndex(tmp_path, DIM)

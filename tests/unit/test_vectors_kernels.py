@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from app.vectors import kernels
-from app.vectors.kernels import KernelChooser, top_k_faiss, top_k_numpy
+from app.vectors.kernels import KernelChooser, top_k_faiss, top_k_many, top_k_numpy
 
 
 @pytest.mark.parametrize(("rows", "k"), [(1, 1), (10, 3), (500, 10), (500, 500)])
@@ -22,6 +22,18 @@ def test_kernels_return_the_same_top_k(rows: int, k: int) -> None:
     assert list(scores_np) == sorted(scores_np, reverse=True)
 
 
+def test_top_k_many_matches_one_query_at_a_time() -> None:
+    """The batched kernel returns, per query and its own k, what top_k_numpy returns."""
+    rng = np.random.default_rng(5)
+    matrix = rng.standard_normal((300, 16)).astype(np.float32)
+    queries = rng.standard_normal((4, 16)).astype(np.float32)
+    ks = [1, 10, 300, 7]
+    for (rows, scores), query, k in zip(top_k_many(matrix, queries, ks), queries, ks, strict=True):
+        rows_one, scores_one = top_k_numpy(matrix, query, k)
+        assert rows.tolist() == rows_one.tolist()
+        np.testing.assert_allclose(scores, scores_one, rtol=1e-5, atol=1e-5)
+
+
 class FakeClock:
     def __init__(self) -> None:
         self.now = 0.0
@@ -33,7 +45,7 @@ class FakeClock:
 def test_chooser_prefers_the_cheaper_kernel_and_keeps_measuring(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    """After measuring both, the cheaper kernel runs, the other once every EXPLORE_EVERY calls."""
+    """After warming up and measuring both, the cheaper kernel runs, the other in rare bursts."""
     clock = FakeClock()
     costs = {"slow": 0.004, "fast": 0.001}
     calls: list[str] = []
@@ -51,15 +63,67 @@ def test_chooser_prefers_the_cheaper_kernel_and_keeps_measuring(
     chooser = KernelChooser()
     matrix = np.eye(4, dtype=np.float32)
     query = np.ones(4, dtype=np.float32)
-    for _ in range(kernels.EXPLORE_EVERY * 4 * 2 + 2):
+    settle, burst = 2 * kernels._SETTLED, kernels._BURST
+    period = kernels.EXPLORE_EVERY * burst * 4
+    for _ in range(settle + 2 * (period + burst) + 10):  # two periods (+ float rounding)
         chooser.search(matrix, query, 2)
-    # Measured both, then the slow one (4x the cost) again once per 64 x 4 calls.
-    assert calls[:2] == ["slow", "fast"]
-    assert calls.count("slow") == 1 + 2
+    # Warmed up and measured both, then the slow one (4x the cost) in a burst per period.
+    assert calls[:settle] == ["slow"] * kernels._SETTLED + ["fast"] * kernels._SETTLED
+    assert calls.count("slow") == kernels._SETTLED + 2 * burst
+    first = calls.index("slow", settle)
+    assert calls[first : first + burst] == ["slow"] * burst
     assert chooser.preferred(4, 4) == "faiss"  # the second slot
     costs.update(slow=0.0001, fast=0.01)
-    for _ in range(kernels.EXPLORE_EVERY * 4 + 8):
+    for _ in range(period + 8):
         chooser.search(matrix, query, 2)
     assert chooser.preferred(4, 4) == "numpy"  # the first slot
     assert calls[-8:] == ["slow"] * 8
     assert chooser.preferred(1000, 4) is None
+
+
+def test_chooser_ignores_the_cold_first_call(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A slow warm-up call or one slow early call does not make the other kernel preferred."""
+    clock = FakeClock()
+    costs = {"numpy": [0.5, 0.003, 0.001, 0.001], "faiss": [0.002, 0.002, 0.002]}
+
+    def kernel(name: str) -> kernels.Kernel:
+        def run(matrix: np.ndarray, query: np.ndarray, k: int) -> kernels.Result:
+            clock.now += costs[name].pop(0) if len(costs[name]) > 1 else costs[name][0]
+            return top_k_numpy(matrix, query, k)
+
+        return run
+
+    monkeypatch.setattr(kernels.time, "perf_counter", clock)
+    monkeypatch.setattr(kernels, "KERNELS", (kernel("numpy"), kernel("faiss")))
+    chooser = KernelChooser()
+    matrix = np.eye(4, dtype=np.float32)
+    query = np.ones(4, dtype=np.float32)
+    for _ in range(2 * kernels._SETTLED):
+        chooser.search(matrix, query, 2)
+    assert chooser.preferred(4, 4) == "numpy"
+
+
+def test_one_preempted_call_does_not_flip_the_choice(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A single call 100x slower than usual moves the average of its kernel by 25% at most."""
+    clock = FakeClock()
+    spike = [False]
+
+    def kernel(cost: float) -> kernels.Kernel:
+        def run(matrix: np.ndarray, query: np.ndarray, k: int) -> kernels.Result:
+            clock.now += cost * (100 if spike[0] else 1)
+            spike[0] = False
+            return top_k_numpy(matrix, query, k)
+
+        return run
+
+    monkeypatch.setattr(kernels.time, "perf_counter", clock)
+    monkeypatch.setattr(kernels, "KERNELS", (kernel(0.001), kernel(0.002)))
+    chooser = KernelChooser()
+    matrix = np.eye(4, dtype=np.float32)
+    query = np.ones(4, dtype=np.float32)
+    for _ in range(2 * kernels._SETTLED):
+        chooser.search(matrix, query, 2)
+    assert chooser.preferred(4, 4) == "numpy"
+    spike[0] = True
+    chooser.search(matrix, query, 2)
+    assert chooser.preferred(4, 4) == "numpy"
