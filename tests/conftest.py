@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import uuid
 from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager
@@ -11,6 +12,7 @@ from pathlib import Path
 import httpx
 import pytest
 from dependency_injector import providers
+from hypothesis import settings as hypothesis_settings
 
 from app.events import InProcessEventBus
 from app.state import InMemoryStateBackend
@@ -27,6 +29,12 @@ from tests.services import (
     delete_bus_topology,
     require_service,
 )
+
+# CI runs the property tests with fixed seeds (a red CI must be reproducible); locally each run
+# explores new examples.
+hypothesis_settings.register_profile("ci", derandomize=True, print_blob=True)
+if os.environ.get("CI"):
+    hypothesis_settings.load_profile("ci")
 
 
 @pytest.fixture
