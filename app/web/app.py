@@ -66,11 +66,16 @@ def create_app(container: Container | None = None) -> FastAPI:
     app.state.container = container
     app.state.lifecycle = lifecycle
     app.state.streams_stop = asyncio.Event()
-    install_error_handlers(app)
-    app.include_router(health.router)
-    app.include_router(vectors.build_router(settings.faiss.dimension))
-    for module in (events, sessions, locks):
-        app.include_router(module.router)
+    routers = [
+        health.router,
+        vectors.build_router(settings.faiss.dimension),
+        events.router,
+        sessions.router,
+        locks.router,
+    ]
+    install_error_handlers(app, routers)
+    for router in routers:
+        app.include_router(router)
     app.add_middleware(
         ApiGuard,
         tokens=[token.get_secret_value() for token in settings.api.tokens],

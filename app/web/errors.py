@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import structlog
-from fastapi import FastAPI, Request
+from fastapi import APIRouter, FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel
@@ -95,16 +95,17 @@ def _status_for(exc: DataLayerError) -> tuple[int, str]:
     return 500, "internal_error"
 
 
-def _allowed_methods(app: FastAPI, scope: Scope) -> list[str]:
+def _allowed_methods(routers: Sequence[APIRouter], scope: Scope) -> list[str]:
     """Every method some route serves at this path (Starlette names only the first route's)."""
     methods: set[str] = set()
-    for route in app.router.routes:
-        if isinstance(route, Route) and route.methods and route.matches(scope)[0] != Match.NONE:
-            methods |= route.methods
+    for router in routers:
+        for route in router.routes:
+            if isinstance(route, Route) and route.methods and route.matches(scope)[0] != Match.NONE:
+                methods |= route.methods
     return sorted(methods)
 
 
-def install_error_handlers(app: FastAPI) -> None:
+def install_error_handlers(app: FastAPI, routers: Sequence[APIRouter]) -> None:
     """Map validation errors and our typed errors onto the JSON shape.
 
     Anything unexpected is turned into a 500 by ``ApiGuard``, which wraps the whole app.
@@ -129,7 +130,7 @@ def install_error_handlers(app: FastAPI) -> None:
         code = "not_found" if exc.status_code == 404 else f"http_{exc.status_code}"
         headers = dict(exc.headers or {})
         if exc.status_code == 405:
-            headers["Allow"] = ", ".join(_allowed_methods(app, request.scope))
+            headers["Allow"] = ", ".join(_allowed_methods(routers, request.scope))
         return error_response(
             exc.status_code, code, str(exc.detail), _request_id(request), headers=headers
         )

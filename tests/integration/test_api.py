@@ -7,6 +7,7 @@ from typing import Any
 
 import httpx
 import pytest
+import structlog
 from dependency_injector import providers
 from structlog.testing import capture_logs
 
@@ -185,19 +186,24 @@ async def test_rate_limit_then_429(app_settings: Settings) -> None:
         assert (await api.get("/health/live")).status_code == 200
 
 
-async def test_request_id_is_kept_and_logged(api: httpx.AsyncClient) -> None:
-    """A given X-Request-ID is returned and bound into the request's log lines."""
-    with capture_logs() as logs:
-        response = await api.put(
-            "/v1/vectors/docs/a", json={"vector": [1, 2]}, headers={"X-Request-ID": "req-42"}
-        )
+async def test_request_id_is_kept_or_generated(api: httpx.AsyncClient) -> None:
+    """A given X-Request-ID is returned (also in error bodies); otherwise one is generated."""
+    response = await api.put(
+        "/v1/vectors/docs/a", json={"vector": [1, 2]}, headers={"X-Request-ID": "req-42"}
+    )
     assert response.headers["X-Request-ID"] == "req-42"
     assert response.json()["error"]["request_id"] == "req-42"
     generated = await api.get("/health/live")
     assert len(generated.headers["X-Request-ID"]) == 32
-    assert all(
-        entry.get("request_id") == "req-42" for entry in logs if entry["event"].startswith("api.")
-    )
+
+
+async def test_405_lists_every_method_of_the_path(api: httpx.AsyncClient) -> None:
+    """A wrong method is 405 with an Allow header naming all methods the path serves."""
+    vectors = await api.request("PATCH", "/v1/vectors/docs/a")
+    assert_error(vectors, 405, "http_405")
+    assert vectors.headers["Allow"] == "DELETE, GET, PUT"
+    locks = await api.request("PATCH", "/v1/locks/job")
+    assert locks.headers["Allow"] == "DELETE, POST"
 
 
 class ExplodingIndex(FakeVectorIndex):
@@ -209,13 +215,17 @@ class ExplodingIndex(FakeVectorIndex):
 
 
 async def test_unexpected_error_is_500_without_internals(app_settings: Settings) -> None:
-    """An unexpected exception is a 500 with the request id and no internals; typed ones map."""
+    """An unexpected error is a 500 without internals, logged with the request id; typed map."""
     container = create_container(app_settings)
     container.vectors.override(providers.Object(ExplodingIndex(4)))
     async with serve_app(container) as api:
-        error = assert_error(await api.get("/v1/vectors/docs/a"), 500, "internal_error")
+        with capture_logs(processors=[structlog.contextvars.merge_contextvars]) as logs:
+            response = await api.get("/v1/vectors/docs/a", headers={"X-Request-ID": "req-500"})
+        error = assert_error(response, 500, "internal_error")
         assert "secret" not in error["message"]
         assert_error(await api.delete("/v1/vectors/docs/a"), 503, "backend_not_configured")
+    logged = [entry for entry in logs if entry["event"] == "api.unexpected_error"]
+    assert [entry["request_id"] for entry in logged] == ["req-500"]
 
 
 def test_auth_enabled_without_tokens_refuses_to_start(tmp_path: Path) -> None:
