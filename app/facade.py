@@ -16,7 +16,6 @@ import redis.asyncio as aioredis
 from aio_pika.abc import AbstractRobustConnection
 from elasticsearch import AsyncElasticsearch
 
-from app.backends import ping_elasticsearch, ping_postgres, ping_rabbitmq, ping_redis
 from app.errors import BackendNotConfiguredError, NotStartedError
 from app.events import EventBus
 from app.health import BACKENDS, DISABLED, OK, Health
@@ -25,7 +24,7 @@ from app.vectors import VectorIndex
 from containers import Container, Lifecycle, build_lifecycle, create_container, ping_all
 from containers.accessors import resolve
 from containers.readiness import Check
-from containers.units import ping_method
+from containers.units import PINGS
 from settings import Settings, load_settings
 
 __all__ = ["DataLayer"]
@@ -41,17 +40,6 @@ PROVIDERS: dict[str, tuple[str, str, str]] = {
     "rabbitmq": ("rabbitmq", "rabbitmq", "EVENT_BUS=rabbitmq"),
     "state": ("state_backend", "state", "DEPLOYMENT_MODE"),
     "events": ("event_bus", "events", "EVENT_BUS"),
-}
-
-
-PINGS: dict[str, Callable[[Any], Awaitable[object]]] = {
-    "redis": ping_redis,
-    "postgres": ping_postgres,
-    "elasticsearch": ping_elasticsearch,
-    "rabbitmq": ping_rabbitmq,
-    "faiss": ping_method,
-    "state": ping_method,
-    "events": ping_method,
 }
 
 
@@ -117,9 +105,12 @@ class DataLayer:
     ) -> None:
         await self.stop()
 
-    def _client(self, backend: str) -> Any:
+    def _require_started(self) -> None:
         if self._lifecycle is None:
             raise NotStartedError("DataLayer not started; call start() or use async with")
+
+    def _client(self, backend: str) -> Any:
+        self._require_started()
         if backend not in self._clients:
             setting = PROVIDERS[backend][2]
             raise BackendNotConfiguredError(
@@ -170,10 +161,9 @@ class DataLayer:
 
     async def health(self, *, timeout_s: float = HEALTH_TIMEOUT_S) -> Health:
         """Ping every backend concurrently, each within ``timeout_s``."""
-        if self._lifecycle is None:
-            raise NotStartedError("DataLayer not started; call start() or use async with")
+        self._require_started()
         checks: dict[str, Check] = {
-            backend: _bound_ping(PINGS[backend], self._clients[backend])
+            backend: _bound_ping(PINGS[PROVIDERS[backend][1]], self._clients[backend])
             for backend in BACKENDS
             if backend in self._clients
         }

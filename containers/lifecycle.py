@@ -155,8 +155,9 @@ class Lifecycle:
                     elif failure is None:
                         failure = (unit, task.exception() or RuntimeError("unknown"))
         finally:
-            # After a failure (or if we are cancelled), let the units already starting finish
-            # or fail, so that everything that did start is known and can be stopped.
+            # After a failure (or if we are cancelled), cancel the units still starting and wait
+            # for each to settle, so that everything that did start is known and can be stopped
+            # (a resource cleans up what it half-made when cancelled, e.g. the embedded Postgres).
             for task in running:
                 task.cancel()
             for task, unit in running.items():

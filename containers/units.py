@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Awaitable
+from collections.abc import Awaitable, Callable
 from dataclasses import replace
 from typing import Any
 
@@ -11,16 +11,28 @@ from containers.application import Container
 from containers.lifecycle import ResourceUnit
 from settings import DeploymentMode, EventBusKind, Settings
 
-__all__ = ["ping_method", "resource_units"]
+__all__ = ["PINGS", "resource_units"]
 
 EMBEDDED_START_TIMEOUT_S = 120.0
 VECTORS_STOP_TIMEOUT_S = 120.0
 
 
-def ping_method(target: Any) -> Awaitable[object]:
+def _ping_method(target: Any) -> Awaitable[object]:
     """The ping of our own components (state backend, event bus, vector index): ``.ping()``."""
     result: Awaitable[object] = target.ping()
     return result
+
+
+# Unit name -> how to ping the object the unit hands out (the facade pings overrides alike).
+PINGS: dict[str, Callable[[Any], Awaitable[object]]] = {
+    "redis": ping_redis,
+    "postgres": ping_postgres,
+    "elasticsearch": ping_elasticsearch,
+    "rabbitmq": ping_rabbitmq,
+    "state": _ping_method,
+    "events": _ping_method,
+    "vectors": _ping_method,
+}
 
 
 def _postgres_address(settings: Settings) -> str:
@@ -39,7 +51,7 @@ def resource_units(container: Container, settings: Settings) -> list[ResourceUni
             distributed,
             container.redis,
             ResourceUnit(
-                "redis", container.redis, settings.redis.address(), ("logging",), ping_redis
+                "redis", container.redis, settings.redis.address(), ("logging",), PINGS["redis"]
             ),
         ),
         (
@@ -50,7 +62,7 @@ def resource_units(container: Container, settings: Settings) -> list[ResourceUni
                 container.postgres,
                 _postgres_address(settings),
                 ("logging",),
-                ping_postgres,
+                PINGS["postgres"],
                 start_timeout_s=EMBEDDED_START_TIMEOUT_S if settings.embedded_postgres else 30.0,
             ),
         ),
@@ -62,7 +74,7 @@ def resource_units(container: Container, settings: Settings) -> list[ResourceUni
                 container.elasticsearch,
                 settings.elasticsearch.address(),
                 ("logging",),
-                ping_elasticsearch,
+                PINGS["elasticsearch"],
             ),
         ),
         (
@@ -73,7 +85,7 @@ def resource_units(container: Container, settings: Settings) -> list[ResourceUni
                 container.rabbitmq,
                 settings.rabbitmq.address(),
                 ("logging",),
-                ping_rabbitmq,
+                PINGS["rabbitmq"],
             ),
         ),
         (
@@ -86,7 +98,7 @@ def resource_units(container: Container, settings: Settings) -> list[ResourceUni
                 else container.state_layer.memory,
                 settings.redis.address() if distributed else "memory",
                 ("logging", "redis") if distributed else ("logging",),
-                ping_method,
+                PINGS["state"],
                 aliases=(container.state_backend,),
             ),
         ),
@@ -98,7 +110,7 @@ def resource_units(container: Container, settings: Settings) -> list[ResourceUni
                 container.event_layer.rabbitmq_bus if rabbit else container.event_layer.inprocess,
                 settings.rabbitmq.address() if rabbit else "in-process",
                 ("logging", "rabbitmq") if rabbit else ("logging",),
-                ping_method,
+                PINGS["events"],
                 aliases=(container.event_bus,),
             ),
         ),
@@ -110,7 +122,7 @@ def resource_units(container: Container, settings: Settings) -> list[ResourceUni
                 container.vectors,
                 str(settings.faiss.index_path),
                 ("logging",),
-                ping_method,
+                PINGS["vectors"],
                 stop_timeout_s=VECTORS_STOP_TIMEOUT_S,
             ),
         ),

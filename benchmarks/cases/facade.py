@@ -13,9 +13,10 @@ import redis.asyncio as aioredis
 
 from app.backends.postgres import pool_options
 from app.backends.redis import redis_pool
-from app.facade import PINGS, DataLayer
+from app.facade import DataLayer
 from benchmarks.cases.lifecycle import delete_bus_topology
 from benchmarks.core import BenchConfig, Measurement, case, ops_per_second
+from containers.units import PINGS
 from settings import load_settings
 
 
@@ -68,11 +69,11 @@ async def facade_case(config: BenchConfig) -> list[Measurement]:
                     rate = await ops_per_second(sides[side], count=count, warmup=50)
                     best[side] = max(best[side], rate)
             health_ms = await timed_ms(data.health, rounds)
-            clients = {
+            clients = {  # keyed by lifecycle unit, as PINGS is
                 "redis": data.redis,
                 "postgres": data.postgres,
                 "rabbitmq": data.rabbitmq,
-                "faiss": data.vectors,
+                "vectors": data.vectors,
                 "state": data.state,
                 "events": data.events,
             }
