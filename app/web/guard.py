@@ -53,7 +53,8 @@ class ApiGuard:
         window_seconds: float,
     ) -> None:
         self.app = app
-        self._tokens = [token.encode() for token in tokens]
+        # (token bytes, caller identity), the identity hashed once here, not per request
+        self._tokens = [(token.encode(), caller_of(token)) for token in tokens]
         self._auth_enabled = auth_enabled
         self._limit = rate_limit
         self._window = window_seconds
@@ -64,11 +65,11 @@ class ApiGuard:
         if scheme.lower() != "bearer" or not presented:
             return None
         candidate = presented.strip().encode()
-        matched: bytes | None = None
-        for token in self._tokens:  # every token is compared: no early exit
+        caller: str | None = None
+        for token, identity in self._tokens:  # every token is compared: no early exit
             if hmac.compare_digest(candidate, token):
-                matched = token
-        return None if matched is None else caller_of(matched.decode())
+                caller = identity
+        return caller
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
