@@ -96,13 +96,15 @@ def _status_for(exc: DataLayerError) -> tuple[int, str]:
 
 
 def _allowed_methods(routers: Sequence[APIRouter], scope: Scope) -> list[str]:
-    """Every method some route serves at this path (Starlette names only the first route's)."""
-    methods: set[str] = set()
-    for router in routers:
-        for route in router.routes:
-            if isinstance(route, Route) and route.methods and route.matches(scope)[0] != Match.NONE:
-                methods |= route.methods
-    return sorted(methods)
+    """The methods of the resource at this path: every route of the first path template that
+    matches it, as in the OpenAPI document (Starlette names only the first route's method).
+
+    ``/v1/locks/a:extend`` is the ``{key}:extend`` resource (POST), not ``{key}`` with key
+    ``a:extend``, because that template is registered first.
+    """
+    routes = [r for router in routers for r in router.routes if isinstance(r, Route) and r.methods]
+    template = next((r.path for r in routes if r.matches(scope)[0] != Match.NONE), None)
+    return sorted({method for r in routes if r.path == template for method in r.methods or ()})
 
 
 def install_error_handlers(app: FastAPI, routers: Sequence[APIRouter]) -> None:

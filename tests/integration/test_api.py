@@ -204,6 +204,8 @@ async def test_405_lists_every_method_of_the_path(api: httpx.AsyncClient) -> Non
     assert vectors.headers["Allow"] == "DELETE, GET, PUT"
     locks = await api.request("PATCH", "/v1/locks/job")
     assert locks.headers["Allow"] == "DELETE, POST"
+    extend = await api.request("PATCH", "/v1/locks/job:extend")
+    assert extend.headers["Allow"] == "POST"
 
 
 class ExplodingIndex(FakeVectorIndex):
