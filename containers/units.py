@@ -48,13 +48,6 @@ def resource_units(container: Container, settings: Settings) -> list[ResourceUni
     candidates: list[tuple[bool, Any, ResourceUnit]] = [
         (True, container.logging, ResourceUnit("logging", container.logging)),
         (
-            distributed,
-            container.redis,
-            ResourceUnit(
-                "redis", container.redis, settings.redis.address(), ("logging",), PINGS["redis"]
-            ),
-        ),
-        (
             True,
             container.postgres,
             ResourceUnit(
@@ -64,6 +57,13 @@ def resource_units(container: Container, settings: Settings) -> list[ResourceUni
                 ("logging",),
                 PINGS["postgres"],
                 start_timeout_s=EMBEDDED_START_TIMEOUT_S if settings.embedded_postgres else 30.0,
+            ),
+        ),
+        (
+            distributed,
+            container.redis,
+            ResourceUnit(
+                "redis", container.redis, settings.redis.address(), ("logging",), PINGS["redis"]
             ),
         ),
         (

@@ -5,10 +5,15 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 
 import redis.asyncio as aioredis
+from redis.driver_info import DriverInfo
 
 from settings import RedisSettings
 
 __all__ = ["ping_redis", "redis_client", "redis_pool"]
+
+# What every connection reports in CLIENT SETINFO. Built once: left to redis-py, each new
+# connection reads the package metadata again (about 0.5 ms of CPU per connect).
+_DRIVER_INFO = DriverInfo()
 
 
 def redis_pool(settings: RedisSettings) -> aioredis.BlockingConnectionPool:
@@ -23,6 +28,7 @@ def redis_pool(settings: RedisSettings) -> aioredis.BlockingConnectionPool:
         timeout=settings.socket_timeout_s,
         socket_timeout=settings.socket_timeout_s,
         socket_connect_timeout=settings.connect_timeout_s,
+        driver_info=_DRIVER_INFO,
     )
 
 
