@@ -6,9 +6,10 @@ import argparse
 import asyncio
 import signal
 import sys
-from collections.abc import Iterator
+from collections.abc import Coroutine, Iterator
 from contextlib import contextmanager
 from types import FrameType
+from typing import Any
 
 import structlog
 import uvicorn
@@ -78,7 +79,7 @@ async def serve(host: str | None, port: int | None) -> int:
 
     cancel_on_sigterm()
     settings = load_settings()
-    app = create_app(create_container(settings))
+    app = create_app(create_container(settings), freeze_gc=True)
     lifecycle = app.state.lifecycle
     await lifecycle.start()
     try:
@@ -97,6 +98,15 @@ async def serve(host: str | None, port: int | None) -> int:
         await lifecycle.stop()
 
 
+def run(command: Coroutine[Any, Any, int]) -> int:
+    """Run ``command`` on uvloop when it is installed (uvicorn's own default), else asyncio."""
+    try:
+        import uvloop
+    except ImportError:  # not on Windows
+        return asyncio.run(command)
+    return uvloop.run(command)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m app", description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True)
@@ -107,8 +117,8 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     try:
         if args.command == "check":
-            return asyncio.run(check())
-        return asyncio.run(serve(args.host, args.port))
+            return run(check())
+        return run(serve(args.host, args.port))
     except DataLayerError as exc:
         print(f"error: {exc}", file=sys.stderr)
         if isinstance(exc, ExceptionGroup):

@@ -21,7 +21,7 @@ from settings import load_settings
 
 
 def main(port: int) -> None:
-    app = create_app(create_container(load_settings()))
+    app = create_app(create_container(load_settings()), freeze_gc=True)  # as `app serve`
     cached: dict[tuple[str, str], VectorOut] = {}
     router = APIRouter()
 

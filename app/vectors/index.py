@@ -246,7 +246,8 @@ class VectorIndex:
         if store is None:
             return [[] for _ in ks]
         cells = len(store) * self.dimension * len(ks)
-        return await self._run(cells, lambda: store.search_many(queries, ks))
+        ranked = await self._run(cells, lambda: store.rank_many(queries, ks))
+        return [store.matches(result) for result in ranked]
 
     async def get(self, namespace: str, ids: Iterable[str]) -> list[VectorRecord]:
         """The stored records of those ids that exist, in the order asked (vectors unit-norm)."""

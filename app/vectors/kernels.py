@@ -81,7 +81,18 @@ def top_k_many(matrix: Matrix, queries: Matrix, ks: Sequence[int]) -> list[Resul
     more than one (the single product is bound by memory bandwidth).
     """
     scores = queries @ matrix.T
-    return [top_k_of(row, k) for row, k in zip(scores, ks, strict=True)]
+    count, deepest = scores.shape[1], max(ks)
+    if deepest < count:
+        best = np.argpartition(scores, count - deepest, axis=1)[:, count - deepest :]
+    else:
+        best = np.broadcast_to(np.arange(count), scores.shape)
+    # A few calls over the whole batch, not a few per query: on a worker thread each call
+    # may wait for the GIL behind a busy event loop.
+    values = np.take_along_axis(scores, best, axis=1)
+    order = np.argsort(-values, axis=1, kind="stable")
+    best = np.take_along_axis(best, order, axis=1)
+    values = np.take_along_axis(values, order, axis=1)
+    return [(best[row, :k], values[row, :k]) for row, k in enumerate(ks)]
 
 
 def top_k_of(scores: npt.NDArray[np.float32], k: int) -> Result:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import socket
 import statistics
@@ -59,13 +60,16 @@ async def load(
     """``requests`` requests over ``CONNECTIONS`` workers; returns (req/s, latencies in ms)."""
     latencies: list[float] = []
     remaining = requests
+    # Encoded once, as a load generator does: this process shares the two cores with the server.
+    data = None if body is None else json.dumps(body).encode()
+    headers = HEADERS if body is None else {**HEADERS, "Content-Type": "application/json"}
 
     async def worker() -> None:
         nonlocal remaining
         while remaining > 0:
             remaining -= 1
             started = time.perf_counter()
-            async with session.request(method, url, json=body, headers=HEADERS) as response:
+            async with session.request(method, url, data=data, headers=headers) as response:
                 await response.read()
                 if response.status != 200:
                     raise RuntimeError(f"{method} {url} answered {response.status}")
@@ -159,18 +163,21 @@ async def web_case(config: BenchConfig) -> list[Measurement]:
                     plain.append(rate)
                     plain_p99.append(percentile(latencies, 0.99))
                 query_body = {"vector": queries[0].tolist(), "top_k": 10}
-                _rate, query_latencies = await load(
-                    session,
-                    "POST",
-                    f"{base}/v1/vectors/bench:query",
-                    requests=requests // 5,
-                    body=query_body,
-                )
+                query_url = f"{base}/v1/vectors/bench:query"
+                # Warm-up (BLAS threads, the kernel choice, the first batches), not measured.
+                await load(session, "POST", query_url, requests=requests // 20, body=query_body)
+                query_p99s, query_latencies = [], []
+                for _ in range(rounds):
+                    _rate, latencies = await load(
+                        session, "POST", query_url, requests=requests // 5, body=query_body
+                    )
+                    query_p99s.append(percentile(latencies, 0.99))
+                    query_latencies += latencies
         finally:
             process.terminate()
             process.wait(30)
     inproc_ms, inproc_p99 = await in_process_query_ms(matrix, queries)
-    query_p99 = percentile(query_latencies, 0.99)
+    query_p99 = statistics.median(query_p99s)
     bound = inproc_p99 + statistics.median(plain_p99)
     return [
         Measurement(
@@ -186,7 +193,7 @@ async def web_case(config: BenchConfig) -> list[Measurement]:
         ),
         Measurement(
             "web",
-            f"query p99, {count} x {DIMENSION}, {CONNECTIONS} connections",
+            f"query p99 (median of rounds), {count} x {DIMENSION}, {CONNECTIONS} connections",
             "ms",
             query_p99,
             bound,
@@ -197,6 +204,7 @@ async def web_case(config: BenchConfig) -> list[Measurement]:
                 "in_process_query_median_ms": inproc_ms,
                 "in_process_p99_ms": inproc_p99,
                 "plain_p99_ms": plain_p99,
+                "query_p99_ms_per_round": query_p99s,
                 "query_median_ms": statistics.median(query_latencies),
             },
         ),

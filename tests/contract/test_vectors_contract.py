@@ -315,22 +315,28 @@ async def test_v7_blocking_work_runs_on_the_pool_threads(
     from app.vectors import store as store_module
 
     monkeypatch.setattr(index_module, "INLINE_MAX_CELLS", 0)
-    threads: list[str] = []
-    original = store_module.NamespaceStore.search
+    threads: dict[str, str] = {}
 
-    def spy(self: store_module.NamespaceStore, *args: object) -> object:
-        threads.append(threading.current_thread().name)
-        return original(self, *args)  # type: ignore[arg-type]
+    def spying(name: str) -> object:
+        original = getattr(store_module.NamespaceStore, name)
 
-    monkeypatch.setattr(store_module.NamespaceStore, "search", spy)
+        def spy(self: store_module.NamespaceStore, *args: object) -> object:
+            threads[name] = threading.current_thread().name
+            return original(self, *args)
+
+        return spy
+
+    for name in ("search", "rank_many"):  # filtered queries, and batches of unfiltered ones
+        monkeypatch.setattr(store_module.NamespaceStore, name, spying(name))
     index = VectorIndex(tmp_path, DIM, threads=1)
     try:
-        await index.upsert("ns", "a", np.ones(DIM))
+        await index.upsert("ns", "a", np.ones(DIM), {"k": 1})
         await index.query("ns", np.ones(DIM))
+        await index.query("ns", np.ones(DIM), filter={"k": 1})
     finally:
         await index.close()
-    assert threads
-    assert all(name.startswith("vectors") for name in threads)
+    assert set(threads) == {"search", "rank_many"}
+    assert all(thread.startswith("vectors") for thread in threads.values())
 
 
 async def test_v7_concurrent_queries_share_one_product_and_match_single_queries(
@@ -341,13 +347,13 @@ async def test_v7_concurrent_queries_share_one_product_and_match_single_queries(
 
     monkeypatch.setattr(index_module, "INLINE_MAX_CELLS", 0)
     sizes: list[int] = []
-    original = store_module.NamespaceStore.search_many
+    original = store_module.NamespaceStore.rank_many
 
     def spy(self: store_module.NamespaceStore, queries: np.ndarray, top_k: list[int]) -> object:
         sizes.append(len(top_k))
         return original(self, queries, top_k)
 
-    monkeypatch.setattr(store_module.NamespaceStore, "search_many", spy)
+    monkeypatch.setattr(store_module.NamespaceStore, "rank_many", spy)
     rng = np.random.default_rng(11)
     index = VectorIndex(tmp_path, DIM, threads=2)
     try:

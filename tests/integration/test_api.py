@@ -272,3 +272,20 @@ async def test_overridden_backends_are_used_and_the_real_ones_never_start(
     assert not app_settings.faiss.index_path.exists(), "the real VectorIndex was started"
     assert overridden_container.state_layer.memory.initialized is False
     assert overridden_container.event_layer.inprocess.initialized is False
+
+
+@pytest.mark.parametrize("freeze_gc", [False, True])
+async def test_freeze_gc_moves_startup_objects_out_of_the_collector_only_when_asked(
+    overridden_container: Any, freeze_gc: bool
+) -> None:
+    """``python -m app serve`` passes ``freeze_gc=True``; apps built in tests leave GC alone."""
+    import gc
+
+    gc.unfreeze()
+    app = create_app(overridden_container, freeze_gc=freeze_gc)
+    try:
+        async with app.router.lifespan_context(app):
+            frozen = gc.get_freeze_count()
+    finally:
+        gc.unfreeze()
+    assert (frozen > 0) is freeze_gc

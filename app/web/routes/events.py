@@ -12,13 +12,16 @@ from fastapi.responses import StreamingResponse
 from app.events import DataEvent, codec
 from app.services import events as service
 from app.web.errors import ERROR_RESPONSES
+from app.web.json_route import JSONRoute
 from app.web.schemas import EventIn, EventOut
 
 __all__ = ["router"]
 
 log = structlog.get_logger(__name__)
 
-router = APIRouter(prefix="/v1/events", tags=["events"], responses=ERROR_RESPONSES)
+router = APIRouter(
+    prefix="/v1/events", tags=["events"], responses=ERROR_RESPONSES, route_class=JSONRoute
+)
 HEARTBEAT_S = 15.0
 # Events reaching a stream were size-checked at publish; this bound only guards the encoder.
 SSE_MAX_EVENT_BYTES = 1 << 30

@@ -8,12 +8,15 @@ from fastapi import APIRouter, Request, Response
 
 from app.services import locks as service
 from app.web.errors import ERROR_RESPONSES, ApiError, ErrorBody
+from app.web.json_route import JSONRoute
 from app.web.params import StateKey
 from app.web.schemas import LockRequest, LockState
 
 __all__ = ["router"]
 
-router = APIRouter(prefix="/v1/locks", tags=["locks"], responses=ERROR_RESPONSES)
+router = APIRouter(
+    prefix="/v1/locks", tags=["locks"], responses=ERROR_RESPONSES, route_class=JSONRoute
+)
 CONFLICT: dict[int | str, dict[str, Any]] = {
     409: {"model": ErrorBody, "description": "held by another owner, or not held"}
 }

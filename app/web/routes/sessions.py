@@ -8,12 +8,15 @@ from fastapi import APIRouter, Response
 
 from app.services import sessions as service
 from app.web.errors import ERROR_RESPONSES, ApiError, ErrorBody
+from app.web.json_route import JSONRoute
 from app.web.params import StateKey
 from app.web.schemas import SessionIn, SessionOut
 
 __all__ = ["router"]
 
-router = APIRouter(prefix="/v1/sessions", tags=["sessions"], responses=ERROR_RESPONSES)
+router = APIRouter(
+    prefix="/v1/sessions", tags=["sessions"], responses=ERROR_RESPONSES, route_class=JSONRoute
+)
 NOT_FOUND: dict[int | str, dict[str, Any]] = {
     404: {"model": ErrorBody, "description": "no such session"}
 }

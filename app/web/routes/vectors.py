@@ -11,6 +11,7 @@ from fastapi import APIRouter, Response
 
 from app.services import vectors as service
 from app.web.errors import ERROR_RESPONSES, ApiError, ErrorBody
+from app.web.json_route import JSONRoute
 from app.web.params import Namespace, VectorId
 from app.web.schemas import (
     BatchResult,
@@ -35,7 +36,9 @@ def _missing(namespace: str, vector_id: str) -> ApiError:
 def build_router(dimension: int) -> APIRouter:
     """The vectors router for an index of ``dimension``."""
     models = vector_models(dimension)
-    router = APIRouter(prefix="/v1/vectors", tags=["vectors"], responses=ERROR_RESPONSES)
+    router = APIRouter(
+        prefix="/v1/vectors", tags=["vectors"], responses=ERROR_RESPONSES, route_class=JSONRoute
+    )
 
     @router.post("/{namespace}:batch")
     async def upsert_batch(namespace: Namespace, body: models.batch) -> BatchResult:  # type: ignore[name-defined]
