@@ -185,7 +185,7 @@ class VectorIndex:
 
             def apply() -> bool:
                 batch = prepare()
-                store.upsert(batch.ids, batch.vectors, batch.scale, batch.metadata)
+                store.upsert(batch.ids, batch.vectors, batch.scale, batch.metadata, batch.positions)
                 return bool(batch.ids)
 
             if await self._run(cells, apply):

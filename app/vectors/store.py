@@ -115,12 +115,21 @@ class NamespaceStore:
         vectors: Matrix,
         scale: Matrix,
         metadata: Sequence[Metadata | None],
+        positions: dict[str, int] | None = None,
     ) -> int:
         """Insert or replace rows ``vectors[i] * scale[i]`` (unit norm); ``ids`` unique.
 
-        Returns how many ids were new.
+        ``positions`` (``id -> i``, as ``Batch`` has it) becomes the id map of an empty
+        store as it is (the store takes it over). Returns how many ids were new.
         """
         size = len(self._ids)
+        if size == 0 and positions is not None and len(positions) == len(ids):
+            self._reserve(len(ids))
+            np.multiply(vectors, scale[:, None], out=self._matrix[: len(ids)])
+            self._ids = list(ids)
+            self._rows = positions
+            self._metadata = list(metadata)
+            return len(ids)
         if self._rows and (len(ids) == 1 or not self._rows.keys().isdisjoint(ids)):
             found = [self._rows.get(vector_id) for vector_id in ids]
             old_positions = [position for position, row in enumerate(found) if row is not None]

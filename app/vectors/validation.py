@@ -206,15 +206,14 @@ def scaled_matrix(vectors: object, dimension: int) -> tuple[Matrix, Matrix]:
 def check_ids(ids: Sequence[object]) -> list[str]:
     """``check_id`` for a batch, with one fast pass for the common case of short str ids."""
     checked = list(ids)
-    if checked and set(map(type, checked)) == {str}:
+    try:
+        "".join(checked).encode("utf-8")  # type: ignore[arg-type]  # TypeError: not all str
+    except (TypeError, UnicodeEncodeError):
+        pass
+    else:
         texts: list[str] = checked  # type: ignore[assignment]
-        if min(map(len, texts)) > 0 and max(map(len, texts)) * 4 <= MAX_ID_BYTES:
-            try:
-                "".join(texts).encode("utf-8")
-            except UnicodeEncodeError:
-                pass
-            else:
-                return texts
+        if "" not in texts and (not texts or max(map(len, texts)) * 4 <= MAX_ID_BYTES):
+            return texts
     return [check_id(item, row=row) for row, item in enumerate(checked)]
 
 
@@ -263,6 +262,11 @@ class Batch:
     vectors: Matrix
     scale: Matrix
     metadata: list[Metadata | None]
+    positions: dict[str, int]  # id -> its row in the batch
+
+
+def _positions(ids: list[str]) -> dict[str, int]:
+    return dict(zip(ids, range(len(ids)), strict=True))
 
 
 def single_batch(vector_id: object, vector: object, metadata: object, dimension: int) -> Batch:
@@ -270,7 +274,7 @@ def single_batch(vector_id: object, vector: object, metadata: object, dimension:
     checked_id = check_id(vector_id)
     checked_metadata = check_metadata(metadata)
     unit = normalised_vector(vector, dimension)
-    return Batch([checked_id], unit[None, :], _ONE, [checked_metadata])
+    return Batch([checked_id], unit[None, :], _ONE, [checked_metadata], {checked_id: 0})
 
 
 def prepare_batch(
@@ -288,18 +292,19 @@ def prepare_batch(
         checked_metadata = [check_metadata(item, row=row) for row, item in enumerate(metadata)]
     if count == 0:
         empty = np.empty((0, dimension), dtype=np.float32)
-        return Batch([], empty, np.empty(0, dtype=np.float32), [])
+        return Batch([], empty, np.empty(0, dtype=np.float32), [], {})
     matrix, scale = scaled_matrix(vectors, dimension)
     if matrix.shape[0] != count:
         msg = f"vectors must have one row per id ({count}), got {matrix.shape[0]} rows"
         raise InvalidVectorError(msg)
-    if len(set(checked_ids)) != count:
-        last = {vector_id: row for row, vector_id in enumerate(checked_ids)}
-        keep = sorted(last.values())
+    positions = _positions(checked_ids)  # a repeated id maps to its last row
+    if len(positions) != count:
+        keep = sorted(positions.values())
         checked_ids = [checked_ids[row] for row in keep]
         checked_metadata = [checked_metadata[row] for row in keep]
         matrix, scale = matrix[keep], scale[keep]
-    return Batch(checked_ids, matrix, scale, checked_metadata)
+        positions = _positions(checked_ids)
+    return Batch(checked_ids, matrix, scale, checked_metadata, positions)
 
 
 T = TypeVar("T")

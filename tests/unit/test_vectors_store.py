@@ -88,3 +88,19 @@ def test_tiny_and_huge_finite_vectors_normalise_exactly() -> None:
     tiny, huge = store.get(["tiny", "huge"])
     np.testing.assert_allclose(tiny.vector, [np.sqrt(0.5), np.sqrt(0.5)], rtol=1e-6)
     np.testing.assert_allclose(huge.vector, [0.6, 0.8], rtol=1e-6)
+
+
+def test_an_empty_store_takes_over_the_batch_positions_as_its_id_map() -> None:
+    """A first batch (repeated id: its last row wins) leaves every id at the right row."""
+    store = NamespaceStore(2)
+    batch = prepare_batch(["a", "b", "a", "c"], [[1, 0], [0, 1], [3, 4], [1, 1]], None, 2)
+    assert batch.positions == {"a": 1, "b": 0, "c": 2}
+    assert batch.ids == ["b", "a", "c"]
+    assert store.upsert(batch.ids, batch.vectors, batch.scale, batch.metadata, batch.positions) == 3
+    [a] = store.get(["a"])
+    np.testing.assert_allclose(a.vector, [0.6, 0.8], rtol=1e-6)
+    assert store.delete(["b"]) == 1  # the map is live: the last row moves into row 0
+    assert store.ids == ["c", "a"]
+    assert [record.id for record in store.get(["a", "b", "c"])] == ["a", "c"]
+    assert put(store, ["a", "d"], [[1, 0], [0, 1]]) == 1
+    assert store.ids == ["c", "a", "d"]

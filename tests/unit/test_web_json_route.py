@@ -65,9 +65,9 @@ async def test_lone_surrogate_escape_is_accepted_like_the_stdlib(
     client: httpx.AsyncClient,
 ) -> None:
     """pydantic-core rejects it; the stdlib parses it: the route keeps the stdlib's answer."""
-    response = await client.post(
-        "/code-points", content=b'{"text": "a\\ud800"}', headers={"Content-Type": "application/json"}
-    )
+    body = b'{"text": "a\\ud800"}'
+    headers = {"Content-Type": "application/json"}
+    response = await client.post("/code-points", content=body, headers=headers)
     assert response.status_code == 200
     assert response.json() == [ord("a"), 0xD800]
 
