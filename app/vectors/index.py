@@ -42,7 +42,7 @@ from app.vectors.lockfile import WriterLock
 from app.vectors.locks import NamespaceLocks
 from app.vectors.models import BatchItem, VectorMatch, VectorRecord
 from app.vectors.snapshot_reader import read_snapshot
-from app.vectors.store import NamespaceStore, copy_metadata
+from app.vectors.store import NamespaceStore, StoredRecord, copy_metadata
 from app.vectors.validation import (
     Batch,
     check_id,
@@ -256,10 +256,19 @@ class VectorIndex:
         checked = [
             check_id(vector_id, row=row) for row, vector_id in enumerate(check_id_collection(ids))
         ]
-        async with self._lock(namespace):
-            store = self._stores.get(namespace)
-            found = [] if store is None else store.get(checked)
+        lock = self._lock(namespace)
+        if lock.locked():
+            async with lock:
+                found = self._read(namespace, checked)
+        else:
+            # Pool work on a namespace runs only while its lock is held, and nothing runs on
+            # the loop before this synchronous read returns: no lock needed.
+            found = self._read(namespace, checked)
         return [VectorRecord(item.id, item.vector, copy_metadata(item.metadata)) for item in found]
+
+    def _read(self, namespace: str, ids: list[str]) -> list[StoredRecord]:
+        store = self._stores.get(namespace)
+        return [] if store is None else store.get(ids)
 
     async def count(self, namespace: str) -> int:
         """How many vectors ``namespace`` holds (0 for an unknown namespace)."""

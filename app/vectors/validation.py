@@ -84,6 +84,8 @@ def check_id(vector_id: object, *, row: int | None = None) -> str:
     if not isinstance(vector_id, str) or not vector_id:
         msg = f"vector_id{_where(row)} must be a non-empty str, got {vector_id!r}"
         raise InvalidIdentifierError(msg)
+    if vector_id.isascii() and len(vector_id) <= MAX_ID_BYTES:  # one byte a character
+        return vector_id
     try:
         size = len(vector_id.encode("utf-8"))
     except UnicodeEncodeError as exc:

@@ -9,7 +9,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 import math
-import uuid
+import random
 from collections.abc import Sequence
 
 import structlog
@@ -37,7 +37,10 @@ def _request_id(headers: Headers) -> str:
     given = headers.get(REQUEST_ID_HEADER, "")
     if 0 < len(given) <= MAX_REQUEST_ID and given.isprintable() and given.isascii():
         return given
-    return uuid.uuid4().hex
+    # 128 bits from the PRNG (seeded from os.urandom, reseeded after fork), 32 hex digits like
+    # uuid4().hex: a request id names a request, it guards nothing. uuid4's getrandom() call
+    # was 8% of the event loop's time under load.
+    return f"{random.getrandbits(128):032x}"
 
 
 class ApiGuard:

@@ -5,7 +5,7 @@ Built per app, because request vectors must have the index's dimension and the s
 models, which FastAPI must see as objects.)
 """
 
-from typing import Any
+from typing import Any, cast
 
 from fastapi import APIRouter, Response
 
@@ -51,8 +51,11 @@ def build_router(dimension: int) -> APIRouter:
     async def query(namespace: Namespace, body: models.query) -> QueryResult:  # type: ignore[name-defined]
         """The ``top_k`` most similar vectors (cosine), best first, filtered by metadata."""
         matches = await service.query_vectors(namespace, body.vector, body.top_k, body.filter)
-        return QueryResult(
-            matches=[Match(id=m.id, score=m.score, metadata=m.metadata) for m in matches]
+        # The index hands out validated data (metadata already copies): no second validation.
+        return QueryResult.model_construct(
+            matches=[
+                Match.model_construct(id=m.id, score=m.score, metadata=m.metadata) for m in matches
+            ]
         )
 
     @router.put("/{namespace}/{vector_id}")
@@ -72,7 +75,7 @@ def build_router(dimension: int) -> APIRouter:
             namespace=namespace,
             id=record.id,
             vector=record.as_array().tolist(),
-            metadata=None if record.metadata is None else dict(record.metadata),
+            metadata=cast("dict[str, Any] | None", record.metadata),  # the index's own copy
         )
 
     @router.delete("/{namespace}/{vector_id}", status_code=204, responses=NOT_FOUND)
