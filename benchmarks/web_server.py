@@ -1,8 +1,10 @@
 """The app under benchmark, plus a plain route that returns the same JSON with no injection.
 
 Run by the ``web`` case as ``python -m benchmarks.web_server PORT``; settings from the env.
-The plain route sits under ``/v1`` (same auth and rate-limit guard), takes the same path
-parameters and answers with the same response model from a dict: no container, no index.
+Two routes to compare the injected ``GET /v1/vectors/{namespace}/{id}`` with, both under
+``/v1`` (same auth and rate-limit guard), same path parameters, same response model:
+``/v1/direct/...`` does the same work with the index taken from the lifecycle (the same
+endpoint without injection); ``/v1/plain/...`` answers from a dict: no container, no index.
 """
 
 from __future__ import annotations
@@ -11,7 +13,7 @@ import sys
 from typing import Any
 
 import uvicorn
-from fastapi import APIRouter
+from fastapi import APIRouter, HTTPException
 
 from app.web import create_app
 from app.web.params import Namespace, VectorId
@@ -34,6 +36,20 @@ def main(port: int) -> None:
     async def plain(namespace: Namespace, vector_id: VectorId) -> VectorOut:
         """The same JSON as the injected route: same path parameters, same response model."""
         return cached[(namespace, vector_id)]
+
+    @router.get("/v1/direct/{namespace}/{vector_id}")
+    async def direct(namespace: Namespace, vector_id: VectorId) -> VectorOut:
+        """The injected route's work with the index taken from the lifecycle: no injection."""
+        records = await app.state.lifecycle.value("vectors").get(namespace, [vector_id])
+        if not records:
+            raise HTTPException(404)
+        record = records[0]
+        return VectorOut.model_construct(
+            namespace=namespace,
+            id=record.id,
+            vector=record.as_array().tolist(),
+            metadata=record.metadata,
+        )
 
     app.include_router(router)
     uvicorn.run(app, host="127.0.0.1", port=port, log_config=None, access_log=False)
