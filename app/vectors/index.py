@@ -2,16 +2,19 @@
 
 Every public method is ``async``. Work on a namespace runs under that namespace's
 ``asyncio.Lock`` (``locks.py``), so a query never sees a half-applied batch. Work of more
-than ``INLINE_MAX_CELLS`` float operations (large batches, queries over big namespaces,
-snapshots) runs on a bounded ``ThreadPoolExecutor`` of ``threads`` workers whose
-initializer limits FAISS's OpenMP to one thread each, so the pool never oversubscribes the
-cores through FAISS; smaller work (one upsert, one delete, a query over 20k x 128) costs
-less than the ~50 us hop to a worker thread and runs inline. Queries use the cheaper of
-two exact kernels as measured per shape (``kernels.py``); numpy's BLAS sizes its own
-thread pool (``OPENBLAS_NUM_THREADS``).
+than ``INLINE_MAX_CELLS`` float operations (2^26, about 5 ms of scanning: big batches,
+batched queries, snapshots) runs on a bounded ``ThreadPoolExecutor`` of ``threads`` workers
+whose initializer limits FAISS's OpenMP to one thread each, so the pool never
+oversubscribes the cores through FAISS. Smaller work (a query over 20k x 1536, a batch of
+20k x 128) runs inline: handing it to a thread cost 0.5-0.7 ms on an idle machine, and
+beside a busy event loop the worker waits for the GIL up to the interpreter's 5 ms switch
+interval at every step, more than the work itself. Queries use the cheaper of two exact
+kernels as measured per shape (``kernels.py``); numpy's BLAS sizes its own thread pool
+(``OPENBLAS_NUM_THREADS``).
 
-Pool-sized queries without a filter from concurrent callers are answered together in
-one matrix product (``batching.py``); a lone query is a batch of one.
+Unfiltered queries of namespaces of more than ``BATCH_MIN_CELLS`` cells from concurrent
+callers are answered together in one matrix product (``batching.py``); a lone query is a
+batch of one.
 
 ``save()`` and ``load()`` run one at a time, take every namespace lock only to copy or
 swap the state, and do the disk work outside the locks (``snapshot.py``,
@@ -55,14 +58,16 @@ from app.vectors.validation import (
     split_items,
 )
 
-__all__ = ["INLINE_MAX_CELLS", "VectorIndex"]
+__all__ = ["BATCH_MIN_CELLS", "INLINE_MAX_CELLS", "VectorIndex"]
 
 log = structlog.get_logger(__name__)
 
 T = TypeVar("T")
 
 # Work below this many float operations runs inline (tests set 0 to force the pool).
-INLINE_MAX_CELLS: int = 1 << 22
+INLINE_MAX_CELLS: int = 1 << 26
+# Unfiltered queries of namespaces of at least this many cells are batched (batching.py).
+BATCH_MIN_CELLS: int = 1 << 22
 _FILTER_CELLS_PER_ROW: Final = 256
 
 
@@ -229,7 +234,7 @@ class VectorIndex:
         where = compile_filter(filter)
         unit = normalised_vector(vector, self.dimension)
         store = self._stores.get(namespace)
-        if where is None and store is not None and len(store) * self.dimension > INLINE_MAX_CELLS:
+        if where is None and store is not None and len(store) * self.dimension > BATCH_MIN_CELLS:
             return await self._batcher.query(namespace, unit, k)
         async with self._lock(namespace):
             store = self._stores.get(namespace)

@@ -21,9 +21,10 @@ DIM = 8
 async def index(
     request: pytest.FixtureRequest, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> AsyncIterator[VectorIndex]:
-    """A fresh index; 'pool' sends every operation through the thread pool."""
+    """A fresh index; 'pool' sends every operation through the thread pool (queries batched)."""
     if request.param == "pool":
         monkeypatch.setattr(index_module, "INLINE_MAX_CELLS", 0)
+        monkeypatch.setattr(index_module, "BATCH_MIN_CELLS", 0)
     vectors = VectorIndex(tmp_path / "index", DIM, threads=2)
     yield vectors
     await vectors.close()
@@ -315,6 +316,8 @@ async def test_v7_blocking_work_runs_on_the_pool_threads(
     from app.vectors import store as store_module
 
     monkeypatch.setattr(index_module, "INLINE_MAX_CELLS", 0)
+
+    monkeypatch.setattr(index_module, "BATCH_MIN_CELLS", 0)
     threads: dict[str, str] = {}
 
     def spying(name: str) -> object:
@@ -346,6 +349,8 @@ async def test_v7_concurrent_queries_share_one_product_and_match_single_queries(
     from app.vectors import store as store_module
 
     monkeypatch.setattr(index_module, "INLINE_MAX_CELLS", 0)
+
+    monkeypatch.setattr(index_module, "BATCH_MIN_CELLS", 0)
     sizes: list[int] = []
     original = store_module.NamespaceStore.rank_many
 
@@ -385,6 +390,7 @@ async def test_v7_a_cancelled_query_leaves_its_batch_intact(
 ) -> None:
     """Cancelling one of several queued pool-sized queries still answers the others."""
     monkeypatch.setattr(index_module, "INLINE_MAX_CELLS", 0)
+    monkeypatch.setattr(index_module, "BATCH_MIN_CELLS", 0)
     index = VectorIndex(tmp_path, DIM, threads=2)
     try:
         await index.upsert_arrays("ns", ["a", "b"], np.eye(2, DIM))
@@ -447,6 +453,8 @@ async def test_v7_calls_waiting_for_a_lock_fail_cleanly_after_close(
     from app.errors import BackendClosedError
 
     monkeypatch.setattr(index_module, "INLINE_MAX_CELLS", 0)
+
+    monkeypatch.setattr(index_module, "BATCH_MIN_CELLS", 0)
     index = VectorIndex(tmp_path, DIM)
     await index.upsert("ns", "a", np.ones(DIM))
     first = asyncio.create_task(index.upsert_arrays("ns", ["b"], np.ones((1, DIM))))
