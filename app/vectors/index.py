@@ -408,4 +408,7 @@ class VectorIndex:
                 async with self._lock.exclusive():  # so does every other call in flight
                     self._executor.shutdown(wait=False)
                     self._writer.release()
+                    # Free the vectors now: the index refers to itself (the batcher holds a
+                    # bound method), so without this they waited for a full collection.
+                    self._stores = {}
         log.info("vectors.closed", path=str(self.index_path))
