@@ -247,6 +247,7 @@ class VectorIndex:
         self, namespace: str, queries: npt.NDArray[np.float32], ks: list[int]
     ) -> list[list[VectorMatch]]:
         """Unfiltered queries as rows of one matrix; the batcher holds the namespace lock."""
+        self._check_open()  # close() may have finished while the batch waited for the lock
         store = self._stores.get(namespace)
         if store is None:
             return [[] for _ in ks]

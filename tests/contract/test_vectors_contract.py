@@ -316,7 +316,6 @@ async def test_v7_blocking_work_runs_on_the_pool_threads(
     from app.vectors import store as store_module
 
     monkeypatch.setattr(index_module, "INLINE_MAX_CELLS", 0)
-
     monkeypatch.setattr(index_module, "BATCH_MIN_CELLS", 0)
     threads: dict[str, str] = {}
 
@@ -349,7 +348,6 @@ async def test_v7_concurrent_queries_share_one_product_and_match_single_queries(
     from app.vectors import store as store_module
 
     monkeypatch.setattr(index_module, "INLINE_MAX_CELLS", 0)
-
     monkeypatch.setattr(index_module, "BATCH_MIN_CELLS", 0)
     sizes: list[int] = []
     original = store_module.NamespaceStore.rank_many
@@ -453,7 +451,6 @@ async def test_v7_calls_waiting_for_a_lock_fail_cleanly_after_close(
     from app.errors import BackendClosedError
 
     monkeypatch.setattr(index_module, "INLINE_MAX_CELLS", 0)
-
     monkeypatch.setattr(index_module, "BATCH_MIN_CELLS", 0)
     index = VectorIndex(tmp_path, DIM)
     await index.upsert("ns", "a", np.ones(DIM))
