@@ -66,12 +66,18 @@ def configure_logging(settings: LogSettings) -> None:
     handler.setFormatter(formatter)
     root = logging.getLogger()
     root.handlers = [handler]
-    root.setLevel(settings.level)
+    _set_level(root, logging.getLevelNamesMapping()[settings.level])
     for chatty in ("pgserver", "aiormq", "aio_pika", "faiss.loader"):
-        logging.getLogger(chatty).setLevel(max(logging.WARNING, root.level))
+        _set_level(logging.getLogger(chatty), max(logging.WARNING, root.level))
     # The transport logs every failed attempt with a traceback; the client raises the final
     # error, which the caller reports.
-    logging.getLogger("elastic_transport").setLevel(max(logging.ERROR, root.level))
+    _set_level(logging.getLogger("elastic_transport"), max(logging.ERROR, root.level))
+
+
+def _set_level(logger: logging.Logger, level: int) -> None:
+    # setLevel empties the level cache of every logger in the process, even for the same level.
+    if logger.level != level:
+        logger.setLevel(level)
 
 
 def logging_resource(settings: LogSettings) -> Iterator[None]:
