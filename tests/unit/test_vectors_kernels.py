@@ -34,6 +34,29 @@ def test_top_k_many_matches_one_query_at_a_time() -> None:
         np.testing.assert_allclose(scores, scores_one, rtol=1e-5, atol=1e-5)
 
 
+def test_faiss_kernel_runs_on_one_thread_and_restores_the_callers_setting() -> None:
+    """A team of OpenMP threads would spin after the call; the caller's setting comes back."""
+    import faiss
+
+    seen: list[int] = []
+    original_knn = faiss.knn
+
+    def spying_knn(*args: object, **kwargs: object) -> object:
+        seen.append(faiss.omp_get_max_threads())
+        return original_knn(*args, **kwargs)
+
+    before = faiss.omp_get_max_threads()
+    faiss.omp_set_num_threads(2)
+    try:
+        faiss.knn = spying_knn
+        top_k_faiss(np.eye(4, 8, dtype=np.float32), np.ones(8, dtype=np.float32), 2)
+        assert seen == [1]
+        assert faiss.omp_get_max_threads() == 2
+    finally:
+        faiss.knn = original_knn
+        faiss.omp_set_num_threads(before)
+
+
 class FakeClock:
     def __init__(self) -> None:
         self.now = 0.0

@@ -104,3 +104,22 @@ def test_an_empty_store_takes_over_the_batch_positions_as_its_id_map() -> None:
     assert [record.id for record in store.get(["a", "b", "c"])] == ["a", "c"]
     assert put(store, ["a", "d"], [[1, 0], [0, 1]]) == 1
     assert store.ids == ["c", "a", "d"]
+
+
+def test_small_and_large_batches_rank_alike() -> None:
+    """Up to PER_QUERY_MAX_BATCH queries get one scan each, more share a product: same answers."""
+    from app.vectors.store import PER_QUERY_MAX_BATCH
+
+    rng = np.random.default_rng(3)
+    store = NamespaceStore(8)
+    put(store, [f"v{i}" for i in range(200)], rng.standard_normal((200, 8)).tolist())
+    queries = np.stack([normalised_vector(rng.standard_normal(8), 8) for _ in range(9)])
+    ks = [1, 5, 10, 200, 3, 7, 2, 9, 4]
+    together = store.rank_many(queries, ks)
+    small = PER_QUERY_MAX_BATCH
+    alone = store.rank_many(queries[:small], ks[:small])
+    alone += store.rank_many(queries[small:], ks[small:])
+    for (rows_a, scores_a), (rows_b, scores_b) in zip(together, alone, strict=True):
+        assert rows_a.tolist() == rows_b.tolist()
+        np.testing.assert_allclose(scores_a, scores_b, rtol=1e-5, atol=1e-6)
+    assert [len(rows) for rows, _ in together] == ks
