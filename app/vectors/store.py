@@ -217,7 +217,8 @@ class NamespaceStore:
         return self._matches(best if rows is None else rows[best], scores)
 
     def rank_many(self, queries: Matrix, top_k: Sequence[int]) -> list[Result]:
-        """Rows and scores of each unfiltered query's best matches, in one matrix product.
+        """Rows and scores of each unfiltered query's best matches: one scan per query up to
+        ``PER_QUERY_MAX_BATCH`` queries, else one matrix product for all.
 
         Only numpy work, so that a worker thread running it holds the GIL as little as
         possible; ``matches`` turns each result into ``VectorMatch``es on the caller's thread.
