@@ -50,11 +50,11 @@ from app.vectors.validation import (
     Batch,
     check_id,
     check_id_collection,
+    check_metadata,
     check_namespace,
     check_top_k,
     normalised_vector,
     prepare_batch,
-    single_batch,
     split_items,
 )
 
@@ -69,6 +69,9 @@ INLINE_MAX_CELLS: int = 1 << 26
 # Unfiltered queries of namespaces of at least this many cells are batched (batching.py).
 BATCH_MIN_CELLS: int = 1 << 22
 _FILTER_CELLS_PER_ROW: Final = 256
+# A batch upsert costs about 16 scanned floats per float it brings (checks, norms, copies,
+# ids): 10k x 1536 took 23.5 ms, a scan of 20k x 1536 about 3 ms.
+_UPSERT_CELLS_PER_FLOAT: Final = 16
 
 
 def _init_worker(omp_threads: int) -> None:
@@ -146,11 +149,15 @@ class VectorIndex:
         """Insert ``vector_id`` or replace its vector and metadata in place."""
         self._check_open()
         check_namespace(namespace)
-        await self._apply(
-            namespace,
-            self.dimension,
-            lambda: single_batch(vector_id, vector, metadata, self.dimension),
-        )
+        checked_id = check_id(vector_id)
+        checked_metadata = check_metadata(metadata)
+        unit = normalised_vector(vector, self.dimension)
+        async with self._lock(namespace):
+            store = self._store(namespace)
+            await self._run(
+                self.dimension, lambda: store.upsert_one(checked_id, unit, checked_metadata)
+            )
+            self._generation += 1
 
     async def upsert_many(self, namespace: str, items: Iterable[BatchItem]) -> None:
         """Upsert a batch of ``VectorRecord``, ``(id, vector)`` or ``(id, vector, metadata)``.
@@ -177,16 +184,14 @@ class VectorIndex:
         check_id_collection(ids)
         await self._apply(
             namespace,
-            len(ids) * self.dimension * 4,
+            len(ids) * self.dimension * _UPSERT_CELLS_PER_FLOAT,
             lambda: prepare_batch(ids, vectors, metadata, self.dimension),
         )
 
     async def _apply(self, namespace: str, cells: int, prepare: Callable[[], Batch]) -> None:
         """Validate (``prepare``) then apply a batch, under the namespace lock."""
         async with self._lock(namespace):
-            store = self._stores.get(namespace)
-            if store is None:  # created here, on the loop: readers iterate self._stores
-                store = self._stores[namespace] = NamespaceStore(self.dimension)
+            store = self._store(namespace)
 
             def apply() -> bool:
                 batch = prepare()
@@ -195,6 +200,13 @@ class VectorIndex:
 
             if await self._run(cells, apply):
                 self._generation += 1
+
+    def _store(self, namespace: str) -> NamespaceStore:
+        """The namespace's store, created on first write (on the loop: readers iterate them)."""
+        store = self._stores.get(namespace)
+        if store is None:
+            store = self._stores[namespace] = NamespaceStore(self.dimension)
+        return store
 
     async def delete(self, namespace: str, vector_id: str) -> bool:
         """Remove ``vector_id``; ``True`` iff it existed. Costs O(dimension)."""

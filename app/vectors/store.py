@@ -165,6 +165,23 @@ class NamespaceStore:
         self._ids.extend(new_ids)
         return added
 
+    def upsert_one(
+        self, vector_id: str, unit: npt.NDArray[np.float32], metadata: Metadata | None
+    ) -> bool:
+        """Insert or replace one unit-norm row; ``True`` iff the id was new."""
+        row = self._rows.get(vector_id)
+        if row is not None:
+            self._matrix[row] = unit
+            self._metadata[row] = metadata
+            return False
+        size = len(self._ids)
+        self._reserve(size + 1)
+        self._matrix[size] = unit
+        self._ids.append(vector_id)
+        self._rows[vector_id] = size
+        self._metadata.append(metadata)
+        return True
+
     def delete(self, ids: Iterable[str]) -> int:
         """Remove ids (unknown ones are ignored); each costs one row copy. Returns the count."""
         removed = 0

@@ -43,7 +43,6 @@ __all__ = [
     "normalised_vector",
     "prepare_batch",
     "scaled_matrix",
-    "single_batch",
     "split_items",
 ]
 
@@ -58,10 +57,6 @@ MAX_TOP_K: Final = 100_000
 # Squared norms outside (_TINY, inf) are recomputed in float64 so tiny or huge but finite
 # components still normalise exactly instead of under- or overflowing in float32.
 _TINY: Final = 1e-30
-
-
-_ONE: Final = np.ones(1, dtype=np.float32)
-_ONE.flags.writeable = False
 
 
 def _where(row: int | None) -> str:
@@ -269,14 +264,6 @@ class Batch:
 
 def _positions(ids: list[str]) -> dict[str, int]:
     return dict(zip(ids, range(len(ids)), strict=True))
-
-
-def single_batch(vector_id: object, vector: object, metadata: object, dimension: int) -> Batch:
-    """A validated batch of one vector (cheaper than ``prepare_batch`` for a single row)."""
-    checked_id = check_id(vector_id)
-    checked_metadata = check_metadata(metadata)
-    unit = normalised_vector(vector, dimension)
-    return Batch([checked_id], unit[None, :], _ONE, [checked_metadata], {checked_id: 0})
 
 
 def prepare_batch(

@@ -123,3 +123,17 @@ def test_small_and_large_batches_rank_alike() -> None:
         assert rows_a.tolist() == rows_b.tolist()
         np.testing.assert_allclose(scores_a, scores_b, rtol=1e-5, atol=1e-6)
     assert [len(rows) for rows, _ in together] == ks
+
+
+def test_upsert_one_appends_new_ids_and_replaces_known_ones_in_place() -> None:
+    """A new id takes the next row (growing the matrix); a known id keeps its row."""
+    store = NamespaceStore(2)
+    units = [normalised_vector(np.array([1.0, float(i)]), 2) for i in range(40)]
+    assert all(store.upsert_one(f"v{i}", unit, {"i": i}) for i, unit in enumerate(units))
+    assert store.ids == [f"v{i}" for i in range(40)]
+    assert store.upsert_one("v3", units[0], None) is False
+    [v3] = store.get(["v3"])
+    np.testing.assert_allclose(v3.vector, units[0])
+    assert v3.metadata is None
+    assert store.ids.index("v3") == 3
+    assert len(store) == 40
