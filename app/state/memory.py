@@ -24,12 +24,14 @@ from app.errors import BackendClosedError
 from app.state import codec
 from app.state.protocol import Vector
 from app.state.validation import (
+    DEFAULT_MAX_VALUE_BYTES,
     INT64_MAX,
     INT64_MIN,
     check_amount,
     check_key,
     check_limit,
     check_lock_ttl,
+    check_max_value_bytes,
     check_owner,
     check_ttl,
     check_window,
@@ -40,7 +42,6 @@ __all__ = ["InMemoryStateBackend"]
 
 log = structlog.get_logger(__name__)
 
-MiB: Final = 1024 * 1024
 _NEVER: Final = math.inf
 _T = TypeVar("_T")
 # key -> (payload, monotonic expiry time or inf)
@@ -77,15 +78,13 @@ class InMemoryStateBackend:
         self,
         *,
         namespace: str = "datalayer",
-        max_value_bytes: int = MiB,
+        max_value_bytes: int = DEFAULT_MAX_VALUE_BYTES,
         clock: Callable[[], float] | None = None,
     ) -> None:
         self.namespace = check_key(namespace, "namespace")
-        if type(max_value_bytes) is not int or max_value_bytes <= 0:
-            raise ValueError(f"max_value_bytes must be an int > 0, got {show(max_value_bytes)}")
         if clock is not None and not callable(clock):
             raise TypeError(f"clock must be a callable returning seconds, got {show(clock)}")
-        self.max_value_bytes = max_value_bytes
+        self.max_value_bytes = check_max_value_bytes(max_value_bytes)
         self.identity = uuid.uuid4().hex
         self._clock: Callable[[], float] = clock or time.monotonic
         self._closed = False

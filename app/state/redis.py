@@ -28,10 +28,12 @@ from app.state import codec
 from app.state.protocol import Vector
 from app.state.scripts import LuaScript, load_script
 from app.state.validation import (
+    DEFAULT_MAX_VALUE_BYTES,
     check_amount,
     check_key,
     check_limit,
     check_lock_ttl,
+    check_max_value_bytes,
     check_owner,
     check_ttl,
     check_window,
@@ -42,7 +44,6 @@ __all__ = ["RedisStateBackend"]
 
 log = structlog.get_logger(__name__)
 
-MiB: Final = 1024 * 1024
 _WINDOW_CACHE_SIZE: Final = 1024
 _UNAVAILABLE: Final = (RedisConnectionError, RedisTimeoutError)
 
@@ -58,7 +59,7 @@ class RedisStateBackend:
         redis: Redis,
         *,
         namespace: str = "datalayer",
-        max_value_bytes: int = MiB,
+        max_value_bytes: int = DEFAULT_MAX_VALUE_BYTES,
     ) -> None:
         if not isinstance(redis, Redis):
             raise TypeError(f"redis must be a redis.asyncio.Redis client, got {show(redis)}")
@@ -68,9 +69,7 @@ class RedisStateBackend:
                 " binary; got a client with decode_responses=True"
             )
         self.namespace = check_key(namespace, "namespace")
-        if type(max_value_bytes) is not int or max_value_bytes <= 0:
-            raise ValueError(f"max_value_bytes must be an int > 0, got {show(max_value_bytes)}")
-        self.max_value_bytes = max_value_bytes
+        self.max_value_bytes = check_max_value_bytes(max_value_bytes)
         self.identity = uuid.uuid4().hex
         self._redis = redis
         self._closed = False

@@ -10,6 +10,7 @@ import math
 from typing import Any, Final
 
 __all__ = [
+    "DEFAULT_MAX_VALUE_BYTES",
     "INT64_MAX",
     "INT64_MIN",
     "MAX_KEY_BYTES",
@@ -17,6 +18,7 @@ __all__ = [
     "check_key",
     "check_limit",
     "check_lock_ttl",
+    "check_max_value_bytes",
     "check_owner",
     "check_ttl",
     "check_window",
@@ -24,6 +26,7 @@ __all__ = [
 ]
 
 MAX_KEY_BYTES: Final = 1024
+DEFAULT_MAX_VALUE_BYTES: Final = 1024 * 1024
 INT64_MIN: Final = -(2**63)
 INT64_MAX: Final = 2**63 - 1
 _MIN_LOCK_TTL: Final = 0.001
@@ -35,6 +38,13 @@ def show(value: object) -> str:
     if len(text) > 60:
         text = text[:57] + "..."
     return f"{type(value).__name__} {text}"
+
+
+def check_max_value_bytes(value: Any) -> int:
+    """The largest encoded value a backend stores: an ``int`` > 0."""
+    if type(value) is not int or value <= 0:
+        raise ValueError(f"max_value_bytes must be an int > 0, got {show(value)}")
+    return value
 
 
 def check_key(value: Any, arg: str = "key") -> str:
