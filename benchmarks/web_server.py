@@ -17,6 +17,7 @@ from fastapi import APIRouter, HTTPException
 
 from app.web import create_app
 from app.web.params import Namespace, VectorId
+from app.web.routes.vectors import vector_out
 from app.web.schemas import VectorOut
 from containers import create_container
 from settings import load_settings
@@ -43,13 +44,7 @@ def main(port: int) -> None:
         records = await app.state.lifecycle.value("vectors").get(namespace, [vector_id])
         if not records:
             raise HTTPException(404)
-        record = records[0]
-        return VectorOut.model_construct(
-            namespace=namespace,
-            id=record.id,
-            vector=record.as_array().tolist(),
-            metadata=record.metadata,
-        )
+        return vector_out(namespace, records[0])
 
     app.include_router(router)
     uvicorn.run(app, host="127.0.0.1", port=port, log_config=None, access_log=False)

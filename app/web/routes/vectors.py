@@ -10,6 +10,7 @@ from typing import Any, cast
 from fastapi import APIRouter, Response
 
 from app.services import vectors as service
+from app.vectors import VectorRecord
 from app.web.errors import ERROR_RESPONSES, ApiError, ErrorBody
 from app.web.json_route import JSONRoute
 from app.web.params import Namespace, VectorId
@@ -22,7 +23,7 @@ from app.web.schemas import (
     vector_models,
 )
 
-__all__ = ["build_router"]
+__all__ = ["build_router", "vector_out"]
 
 NOT_FOUND: dict[int | str, dict[str, Any]] = {
     404: {"model": ErrorBody, "description": "no such vector"}
@@ -31,6 +32,16 @@ NOT_FOUND: dict[int | str, dict[str, Any]] = {
 
 def _missing(namespace: str, vector_id: str) -> ApiError:
     return ApiError(404, "not_found", f"no vector {vector_id!r} in namespace {namespace!r}")
+
+
+def vector_out(namespace: str, record: VectorRecord) -> VectorOut:
+    """The response for one stored vector, built without validating the index's data again."""
+    return VectorOut.model_construct(
+        namespace=namespace,
+        id=record.id,
+        vector=record.as_array().tolist(),
+        metadata=cast("dict[str, Any] | None", record.metadata),  # the index's own copy
+    )
 
 
 def build_router(dimension: int) -> APIRouter:
@@ -70,13 +81,7 @@ def build_router(dimension: int) -> APIRouter:
         record = await service.get_vector(namespace, vector_id)
         if record is None:
             raise _missing(namespace, vector_id)
-        # The index hands out validated data: build the model without validating it again.
-        return VectorOut.model_construct(
-            namespace=namespace,
-            id=record.id,
-            vector=record.as_array().tolist(),
-            metadata=cast("dict[str, Any] | None", record.metadata),  # the index's own copy
-        )
+        return vector_out(namespace, record)
 
     @router.delete("/{namespace}/{vector_id}", status_code=204, responses=NOT_FOUND)
     async def delete(namespace: Namespace, vector_id: VectorId) -> Response:
