@@ -104,8 +104,11 @@ def make_vectors(count: int) -> np.ndarray:
     return np.random.default_rng(7).standard_normal((count, DIMENSION)).astype(np.float32)
 
 
-async def in_process_query_ms(matrix: np.ndarray, queries: np.ndarray) -> tuple[float, float]:
-    """The index alone: (median of sequential queries, p99 with CONNECTIONS running at once)."""
+async def in_process_query_ms(
+    matrix: np.ndarray, queries: np.ndarray, rounds: int
+) -> tuple[float, list[float]]:
+    """The index alone: (median of sequential queries, per round the p99 with CONNECTIONS
+    running at once). Rounds, as on the HTTP side, whose p99 is also a median of rounds."""
     with tempfile.TemporaryDirectory() as tmp:
         index = VectorIndex(Path(tmp), DIMENSION)
         try:
@@ -125,12 +128,17 @@ async def in_process_query_ms(matrix: np.ndarray, queries: np.ndarray) -> tuple[
 
             warm_up = queries[:CONNECTIONS]  # the first batch wakes BLAS's threads: not counted
             await asyncio.gather(*(index.query("bench", q, 10) for q in warm_up))
-            with no_gc_pauses():
-                for start in range(0, len(queries), CONNECTIONS):
-                    await asyncio.gather(*(one(q) for q in queries[start : start + CONNECTIONS]))
+            p99s = []
+            for _ in range(rounds):
+                concurrent.clear()
+                with no_gc_pauses():
+                    for start in range(0, len(queries), CONNECTIONS):
+                        batch = queries[start : start + CONNECTIONS]
+                        await asyncio.gather(*(one(q) for q in batch))
+                p99s.append(percentile(concurrent, 0.99))
         finally:
             await index.close()
-    return statistics.median(sequential), percentile(concurrent, 0.99)
+    return statistics.median(sequential), p99s
 
 
 @case("web")
@@ -203,9 +211,9 @@ async def web_case(config: BenchConfig) -> list[Measurement]:
         finally:
             process.terminate()
             process.wait(30)
-    inproc_ms, inproc_p99 = await in_process_query_ms(matrix, queries)
+    inproc_ms, inproc_p99s = await in_process_query_ms(matrix, queries, rounds)
     query_p99 = statistics.median(query_p99s)
-    bound = inproc_p99 + statistics.median(plain_p99)
+    bound = statistics.median(inproc_p99s) + statistics.median(plain_p99)
     return [
         Measurement(
             "web",
@@ -232,12 +240,12 @@ async def web_case(config: BenchConfig) -> list[Measurement]:
             "ms",
             query_p99,
             bound,
-            f"in-process p99 ({CONNECTIONS} at once) + plain p99",
+            f"in-process p99 ({CONNECTIONS} at once) + plain p99 (medians of rounds)",
             "<=",
             1.5,
             extra={
                 "in_process_query_median_ms": inproc_ms,
-                "in_process_p99_ms": inproc_p99,
+                "in_process_p99_ms_per_round": inproc_p99s,
                 "plain_p99_ms": plain_p99,
                 "query_p99_ms_per_round": query_p99s,
                 "query_median_ms": statistics.median(query_latencies),
