@@ -14,6 +14,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Final, TypeVar
 
+import faiss
 import numpy as np
 import numpy.typing as npt
 
@@ -171,6 +172,25 @@ def _check_rows(vectors: object, dimension: int) -> None:
             raise DimensionMismatchError(dimension, len(vector), row=row)
 
 
+# From this size on, row norms use FAISS's SIMD kernel: 20k rows took 0.27 ms vs einsum's
+# 0.65 ms at d=128, 5 ms vs 18 ms at d=1536. It releases the GIL, which a small batch run
+# on the event loop must not risk (taking it back from a busy worker thread can take ms).
+_FAISS_NORMS_MIN_CELLS: Final = 1 << 16
+
+
+def _squared_norms(matrix: Matrix) -> Matrix:
+    """Squared L2 norm of each row of a C-contiguous float32 matrix (float32 sums)."""
+    rows, dimension = matrix.shape
+    if rows * dimension < _FAISS_NORMS_MIN_CELLS:
+        small: Matrix = np.einsum("ij,ij->i", matrix, matrix)
+        return small
+    squares = np.empty(rows, dtype=np.float32)
+    faiss.fvec_norms_L2sqr(  # type: ignore[attr-defined]  # in the SWIG module, not the stubs
+        faiss.swig_ptr(squares), faiss.swig_ptr(matrix), dimension, rows
+    )
+    return squares
+
+
 def scaled_matrix(vectors: object, dimension: int) -> tuple[Matrix, Matrix]:
     """Check ``n x dimension`` finite, non-zero vectors; return ``(matrix, scale)``.
 
@@ -186,7 +206,7 @@ def scaled_matrix(vectors: object, dimension: int) -> tuple[Matrix, Matrix]:
         raise InvalidVectorError(msg)
     if matrix.shape[1] != dimension:
         raise DimensionMismatchError(dimension, matrix.shape[1])
-    squares = np.einsum("ij,ij->i", matrix, matrix)
+    squares = _squared_norms(matrix)
     plain = np.isfinite(squares) & (squares > _TINY)
     with np.errstate(divide="ignore", invalid="ignore"):
         scale = (1.0 / np.sqrt(squares)).astype(np.float32)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from app.errors import InvalidVectorError
 from app.vectors.store import NamespaceStore
 from app.vectors.validation import normalised_vector, prepare_batch
 
@@ -88,6 +89,24 @@ def test_tiny_and_huge_finite_vectors_normalise_exactly() -> None:
     tiny, huge = store.get(["tiny", "huge"])
     np.testing.assert_allclose(tiny.vector, [np.sqrt(0.5), np.sqrt(0.5)], rtol=1e-6)
     np.testing.assert_allclose(huge.vector, [0.6, 0.8], rtol=1e-6)
+
+
+@pytest.mark.parametrize("rows", [4, 1024])  # below and above the FAISS row-norm threshold
+def test_batch_normalisation_is_the_same_for_small_and_large_batches(rows: int) -> None:
+    """Every row becomes unit norm (tiny and huge ones too); a NaN row names its row."""
+    dimension = 128
+    vectors = np.random.default_rng(rows).standard_normal((rows, dimension)).astype(np.float32)
+    vectors[1] *= np.float32(1e-30)
+    vectors[2] *= np.float32(1e25)
+    batch = prepare_batch([f"v{i}" for i in range(rows)], vectors, None, dimension)
+    unit = batch.vectors * batch.scale[:, None]
+    np.testing.assert_allclose(np.linalg.norm(unit.astype(np.float64), axis=1), 1.0, rtol=1e-5)
+    expected = vectors.astype(np.float64)[:3]
+    expected /= np.linalg.norm(expected, axis=1, keepdims=True)
+    np.testing.assert_allclose(unit[:3], expected, rtol=1e-5, atol=1e-7)
+    vectors[rows - 1, 5] = np.nan
+    with pytest.raises(InvalidVectorError, match=rf"vector at row {rows - 1} contains NaN or inf"):
+        prepare_batch([f"v{i}" for i in range(rows)], vectors, None, dimension)
 
 
 def test_an_empty_store_takes_over_the_batch_positions_as_its_id_map() -> None:
