@@ -6,6 +6,7 @@ import statistics
 import tempfile
 import time
 from collections.abc import Awaitable, Callable
+from functools import partial
 from pathlib import Path
 
 import asyncpg
@@ -79,7 +80,7 @@ async def facade_case(config: BenchConfig) -> list[Measurement]:
             }
             single_ms = {
                 backend: statistics.median(
-                    await timed_ms(lambda b=backend: PINGS[b](clients[b]), rounds)
+                    await timed_ms(partial(PINGS[backend], clients[backend]), rounds)
                 )
                 for backend in clients
             }
