@@ -74,7 +74,11 @@ class QueryBatcher:
                 waiting = self._take(namespace)
                 if not waiting:
                     return
-                queries = np.stack([item.unit for item in waiting])
+                queries = (
+                    waiting[0].unit.reshape(1, -1)
+                    if len(waiting) == 1
+                    else np.stack([item.unit for item in waiting])
+                )
                 found = await self._search(namespace, queries, [item.k for item in waiting])
             for item, matches in zip(waiting, found, strict=True):
                 if not item.result.done():
