@@ -348,7 +348,9 @@ class VectorIndex:
 
     def _copy_state(self) -> dict[str, snapshot.NamespaceData]:
         return {
-            name: snapshot.NamespaceData(store.vectors().copy(), store.ids, store.metadata())
+            name: snapshot.NamespaceData(
+                snapshot.copy_matrix(store.vectors()), store.ids, store.metadata()
+            )
             for name, store in self._stores.items()
             if len(store)
         }

@@ -4,26 +4,39 @@
 the manifest's shape are accepted (never pickle, never ``faiss.read_index``); sizes, the
 sha256 of every file (and of the manifest, held by the pointer), counts and ids are
 checked. Any mismatch raises :class:`SnapshotCorruptError` with the path and the reason.
+
+The vector files (shards) are read and hashed on ``SHARDS_MAX`` threads, each straight
+into its rows of the namespace's matrix, chunk by chunk (a chunk is hashed while it is
+still in the CPU cache); the records are read meanwhile on the calling thread.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Final
 
 import numpy as np
 
 from app.errors import SnapshotCorruptError
-from app.vectors.snapshot import FORMAT, FORMAT_VERSION, MANIFEST, read_pointer
+from app.vectors.snapshot import (
+    FORMAT,
+    FORMAT_VERSION,
+    MANIFEST,
+    SHARDS_MAX,
+    read_pointer,
+    vector_file_name,
+)
 from app.vectors.store import NamespaceStore
 from app.vectors.validation import Matrix, Metadata, check_ids, check_namespace
 
 __all__ = ["READ_CHUNK", "read_snapshot"]
 
-READ_CHUNK: Final = 16 * 1024 * 1024
+READ_CHUNK: Final = 1 << 20
+READABLE_VERSIONS: Final = (1, FORMAT_VERSION)
 
 
 def _check_file(folder: Path, spec: object, expected_name: str) -> Path:
@@ -44,7 +57,42 @@ def _check_file(folder: Path, spec: object, expected_name: str) -> Path:
     return path
 
 
-def _read_vectors(path: Path, spec: dict[str, Any], count: int, dimension: int) -> Matrix:
+@dataclass(frozen=True)
+class _Shard:
+    """One vector file to read into ``rows`` rows of its namespace's matrix from ``start``."""
+
+    path: Path
+    spec: dict[str, Any]
+    start: int
+    rows: int
+
+
+def _shards(folder: Path, namespace: str, entry: dict[str, Any], count: int) -> list[_Shard]:
+    """The vector files the manifest lists for ``namespace``, checked against ``count``."""
+    specs = entry.get("vectors")
+    if isinstance(specs, dict):  # format version 1: one file, all rows
+        specs = [{**specs, "rows": count}]
+    if not isinstance(specs, list) or not specs:
+        reason = f"vectors of {namespace!r} must be a non-empty list of files"
+        raise SnapshotCorruptError(str(folder / MANIFEST), reason)
+    shards, start = [], 0
+    for position, spec in enumerate(specs):
+        rows = spec.get("rows") if isinstance(spec, dict) else None
+        if not isinstance(rows, int) or isinstance(rows, bool) or rows < 0:
+            reason = f"bad rows for vector file {position} of {namespace!r}"
+            raise SnapshotCorruptError(str(folder / MANIFEST), reason)
+        name = vector_file_name(namespace, position, len(specs))
+        shards.append(_Shard(_check_file(folder, spec, name), spec, start, rows))
+        start += rows
+    if start != count:
+        reason = f"vector files of {namespace!r} hold {start} rows, manifest count {count}"
+        raise SnapshotCorruptError(str(folder / MANIFEST), reason)
+    return shards
+
+
+def _read_shard(shard: _Shard, matrix: Matrix) -> None:
+    """Read one vector file into its rows of ``matrix``, verifying header, size and sha256."""
+    path, dimension = shard.path, matrix.shape[1]
     with path.open("rb", buffering=0) as handle:
         try:
             version = np.lib.format.read_magic(handle)
@@ -56,35 +104,30 @@ def _read_vectors(path: Path, spec: dict[str, Any], count: int, dimension: int) 
                 shape, fortran, dtype = (), True, np.dtype("O")
         except ValueError as exc:
             raise SnapshotCorruptError(str(path), f"bad .npy header: {exc}") from exc
-        if dtype != np.dtype("<f4") or fortran or shape != (count, dimension):
+        if dtype != np.dtype("<f4") or fortran or shape != (shard.rows, dimension):
             reason = (
                 f"array is {dtype} {shape} fortran={fortran}, "
-                f"expected <f4 ({count}, {dimension}) C order"
+                f"expected <f4 ({shard.rows}, {dimension}) C order"
             )
             raise SnapshotCorruptError(str(path), reason)
         offset = handle.tell()
-        if spec["bytes"] != offset + count * dimension * 4:
+        if shard.spec["bytes"] != offset + shard.rows * dimension * 4:
             raise SnapshotCorruptError(str(path), "file size does not match the array shape")
         handle.seek(0)
         digest = hashlib.sha256(handle.read(offset))
-        matrix = np.empty((max(count, 16), dimension), dtype=np.float32)
-        view = matrix[:count].reshape(-1).view(np.uint8).data
-        hashed = []
-        # Hash each chunk on a helper thread while the next one is read (FIFO keeps order).
-        with ThreadPoolExecutor(max_workers=1, thread_name_prefix="vectors-hash") as hasher:
-            for start in range(0, len(view), READ_CHUNK):
-                chunk = view[start : start + READ_CHUNK]
-                while chunk:
-                    got = handle.readinto(chunk)
-                    if not got:
-                        raise SnapshotCorruptError(str(path), "file ended before the array did")
-                    chunk = chunk[got:]
-                hashed.append(hasher.submit(digest.update, view[start : start + READ_CHUNK]))
-        for future in hashed:
-            future.result()
-    if digest.hexdigest() != spec["sha256"]:
+        rows = matrix[shard.start : shard.start + shard.rows]
+        view = rows.reshape(-1).view(np.uint8).data
+        for begin in range(0, len(view), READ_CHUNK):
+            chunk = view[begin : begin + READ_CHUNK]
+            remaining = chunk
+            while remaining:
+                got = handle.readinto(remaining)
+                if not got:
+                    raise SnapshotCorruptError(str(path), "file ended before the array did")
+                remaining = remaining[got:]
+            digest.update(chunk)
+    if digest.hexdigest() != shard.spec["sha256"]:
         raise SnapshotCorruptError(str(path), "sha256 does not match the manifest")
-    return matrix
 
 
 def _read_records(
@@ -129,8 +172,8 @@ def _read_manifest(folder: Path, pointer: dict[str, Any], dimension: int) -> dic
         raise SnapshotCorruptError(str(path), f"manifest is not valid JSON: {exc}") from exc
     if not isinstance(manifest, dict) or manifest.get("format") != FORMAT:
         raise SnapshotCorruptError(str(path), f"not a {FORMAT} manifest")
-    if manifest.get("version") != FORMAT_VERSION:
-        reason = f"format version {manifest.get('version')!r}, this code reads {FORMAT_VERSION}"
+    if manifest.get("version") not in READABLE_VERSIONS:
+        reason = f"format version {manifest.get('version')!r}, this code reads {READABLE_VERSIONS}"
         raise SnapshotCorruptError(str(path), reason)
     if manifest.get("dimension") != dimension:
         got = manifest.get("dimension")
@@ -146,7 +189,7 @@ def _read_once(
 ) -> dict[str, NamespaceStore]:
     folder = directory / pointer["snapshot"]
     manifest = _read_manifest(folder, pointer, dimension)
-    stores: dict[str, NamespaceStore] = {}
+    plans: dict[str, tuple[int, list[_Shard], Path]] = {}
     for namespace, entry in manifest["namespaces"].items():
         try:
             check_namespace(namespace)
@@ -155,11 +198,24 @@ def _read_once(
         count = entry.get("count") if isinstance(entry, dict) else None
         if not isinstance(count, int) or count < 0:
             raise SnapshotCorruptError(str(folder / MANIFEST), f"bad count for {namespace!r}")
-        vectors_path = _check_file(folder, entry.get("vectors"), f"{namespace}.npy")
+        shards = _shards(folder, namespace, entry, count)
         records_path = _check_file(folder, entry.get("records"), f"{namespace}.json")
-        matrix = _read_vectors(vectors_path, entry["vectors"], count, dimension)
-        ids, metadata = _read_records(records_path, entry["records"], count)
-        stores[namespace] = NamespaceStore.adopt(matrix, ids, metadata)
+        plans[namespace] = count, shards, records_path
+    stores: dict[str, NamespaceStore] = {}
+    with ThreadPoolExecutor(SHARDS_MAX, thread_name_prefix="vectors-load") as readers:
+        matrices: dict[str, Matrix] = {}
+        reads: list[Future[None]] = []
+        for namespace, (count, shards, _) in plans.items():
+            matrix = matrices[namespace] = np.empty((max(count, 16), dimension), np.float32)
+            reads += [readers.submit(_read_shard, shard, matrix) for shard in shards]
+        records = {
+            namespace: _read_records(path, manifest["namespaces"][namespace]["records"], count)
+            for namespace, (count, _, path) in plans.items()
+        }
+        for read in reads:
+            read.result()
+    for namespace, (ids, metadata) in records.items():
+        stores[namespace] = NamespaceStore.adopt(matrices[namespace], ids, metadata)
     return stores
 
 
