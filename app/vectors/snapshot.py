@@ -72,10 +72,19 @@ __all__ = [
 
 log = structlog.get_logger(__name__)
 
+
+def _usable_cores() -> int:
+    if hasattr(os, "sched_getaffinity"):  # the cores this process may run on (containers)
+        return len(os.sched_getaffinity(0))
+    return os.cpu_count() or 1
+
+
 FORMAT: Final = "datalayer.vectors.snapshot"
 FORMAT_VERSION: Final = 2
 SHARD_MIN_BYTES: int = 16 << 20  # smaller vector files are not worth a thread
-SHARDS_MAX: int = os.cpu_count() or 1  # one sha256 thread per shard
+# One sha256 thread per shard, one shard per usable core, at most 8 files per namespace.
+SHARDS_MAX: int = min(8, _usable_cores())
+
 POINTER: Final = "CURRENT"
 MANIFEST: Final = "manifest.json"
 SNAPSHOT_NAME: Final = re.compile(r"snapshot-(\d{12})-[0-9a-f]{8}")
