@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import time
 from collections.abc import Awaitable, Callable
 from dataclasses import asdict, dataclass, field
 from typing import Any, Literal
@@ -13,7 +12,6 @@ __all__ = [
     "BenchConfig",
     "Measurement",
     "case",
-    "ops_per_second",
     "percentile",
 ]
 
@@ -81,18 +79,6 @@ def case(name: str) -> Callable[[CaseFn], CaseFn]:
         return fn
 
     return register
-
-
-async def ops_per_second(
-    operation: Callable[[], Awaitable[object]], *, count: int, warmup: int = 100
-) -> float:
-    """Run ``operation`` sequentially ``count`` times after a warm-up; return operations/s."""
-    for _ in range(warmup):
-        await operation()
-    start = time.perf_counter()
-    for _ in range(count):
-        await operation()
-    return count / (time.perf_counter() - start)
 
 
 def percentile(samples: list[float], fraction: float) -> float:

@@ -21,7 +21,7 @@ import os
 import statistics
 import tempfile
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -75,16 +75,6 @@ def _best_ms(fn: Callable[[], object], count: int, rounds: int) -> float:
         start = time.perf_counter()
         for _ in range(count):
             fn()
-        best = min(best, (time.perf_counter() - start) / count)
-    return best * 1e3
-
-
-async def _best_ms_async(fn: Callable[[], Awaitable[object]], count: int, rounds: int) -> float:
-    best = float("inf")
-    for _ in range(rounds):
-        start = time.perf_counter()
-        for _ in range(count):
-            await fn()
         best = min(best, (time.perf_counter() - start) / count)
     return best * 1e3
 
