@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import random
 import statistics
 import tempfile
 import time
@@ -144,10 +145,13 @@ async def _shape(dimension: int, quick: bool, workdir: Path) -> list[Measurement
         return flat.search(next_query().reshape(1, -1), 10)
 
     sides = [("ours", ours_search), ("numpy", numpy_search), ("faiss", faiss_search)]
-    # Call by call, in an order that rotates, medians compared: a burst of load from
-    # elsewhere hits all three alike (rounds of 200 calls each swung the ratio 0.95-1.19x).
-    for call in range(count * rounds):
-        for name, search in sides[call % 3 :] + sides[: call % 3]:
+    # Call by call, in a freshly shuffled order each time, medians compared: a burst of load
+    # from elsewhere hits all three alike (rounds of 200 calls each swung the ratio
+    # 0.95-1.19x), and each side follows each other one equally often (a fixed rotation
+    # put ours after FAISS two times in three).
+    order = random.Random(0)
+    for _ in range(count * rounds):
+        for name, search in order.sample(sides, len(sides)):
             start = time.perf_counter()
             result = search()
             if asyncio.iscoroutine(result):
