@@ -8,6 +8,7 @@ from functools import cache
 import redis.asyncio as aioredis
 from redis.driver_info import DriverInfo
 
+from app.redis_ping import ping_shared
 from settings import RedisSettings
 
 __all__ = ["ping_redis", "redis_client", "redis_pool"]
@@ -50,4 +51,5 @@ async def redis_client(settings: RedisSettings) -> AsyncIterator[aioredis.Redis]
 
 
 async def ping_redis(client: aioredis.Redis) -> None:
-    await client.ping()
+    """``PING``, shared with a concurrent one on the same client (the state backend's)."""
+    await ping_shared(client)

@@ -24,6 +24,7 @@ from redis.exceptions import ResponseError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from app.errors import BackendClosedError, StateBackendUnavailableError
+from app.redis_ping import ping_shared
 from app.state import codec
 from app.state.protocol import Vector
 from app.state.scripts import LuaScript, load_script
@@ -114,7 +115,13 @@ class RedisStateBackend:
     async def ping(self) -> bool:
         """Round-trip to Redis; True if it answered."""
         self._check_open()
-        return bool(await self._command("PING"))
+        try:
+            await ping_shared(self._redis)  # one PING with a concurrent one on the client
+        except _UNAVAILABLE as exc:
+            raise StateBackendUnavailableError(
+                f"Redis did not answer PING for state namespace {self.namespace!r}: {exc}"
+            ) from exc
+        return True
 
     async def close(self) -> None:
         """Refuse further calls; idempotent. The Redis client stays open (the caller owns it)."""
