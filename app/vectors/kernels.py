@@ -10,34 +10,34 @@ Two exact kernels compute the same result (up to float rounding and the order of
   the same machine under load: 10.5 ms vs 13.2 ms at d=1536, 0.8 ms vs 2.0 ms at d=128).
 
 Which one wins depends on the shape and on the load, so :class:`KernelChooser` measures:
-per shape bucket (rows rounded to a power of two, dimension) it keeps a moving average of
-the cost per row of each kernel and uses the cheaper one.
+per shape bucket (rows rounded to a power of two, dimension) it keeps the cost per row of
+each kernel's last ``_WINDOW`` calls and uses the kernel whose median is lower.
 
 - Settling: each kernel runs ``_SETTLED`` times in a row (numpy first); the first call
   is a warm-up and not recorded (BLAS thread start-up, cold caches: recorded, it made the
-  faster kernel look several times slower for the next thousand queries), the best of
-  the other calls is the starting figure. Runs, not alternating calls: at 20k x 128
-  numpy's calls right after FAISS calls measured 0.3-7 ms, its steady state 0.13 ms.
+  faster kernel look several times slower for the next thousand queries). Runs, not
+  alternating calls: at 20k x 128 numpy's calls right after FAISS calls measured
+  0.3-7 ms, its steady state 0.13 ms.
 - Exploring: once per ``EXPLORE_EVERY x _BURST x`` their cost ratio (capped at 16)
   queries, the other kernel runs a burst of ``_BURST`` queries, so exploring costs about
   1/64 of the time whatever the ratio. A burst, not one call: numpy's first calls after
   a streak of FAISS calls pay for waking BLAS's threads (measured at 20k x 128: 0.2-0.4 ms
   against 0.125 ms back to back), so one call never showed numpy's real cost once FAISS
-  had been chosen. The median of the burst's second half replaces the figure when
-  lower, else moves the average (the median, not the best call: comparing the other
-  kernel's luckiest call with this one's average flip-flopped between them).
-- Averaging: a sample counts as at most ``_MAX_STEP`` times the current average. Without
-  that, one call preempted for a few ms on a busy machine (seen in the benchmark: a
-  0.13 ms kernel recorded at 7 ms) made the faster kernel lose for a thousand queries; a
-  lasting slowdown still shows within a few samples.
+  had been chosen. The second half of the burst replaces that kernel's recent calls.
+- Medians, not averages: numpy's multi-threaded product has a long tail on a machine with
+  other work (a call now and then at 1.5x its usual time), FAISS's single thread a short
+  one. A moving average of recent calls (tried, with spikes capped at 2x) rated numpy
+  above FAISS at 20k x 1536 while numpy's median call was 17% faster, and picked FAISS
+  for 56-75% of the queries; the median of a window also shrugs off a preempted call.
 """
 
 from __future__ import annotations
 
 import math
-import statistics
 import time
+from collections import deque
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
 from typing import Final
 
 import faiss
@@ -59,11 +59,10 @@ __all__ = [
 ]
 
 EXPLORE_EVERY: Final = 64
-_WEIGHT: Final = 0.25
 _MAX_RATIO: Final = 16.0
 _BURST: Final = 16  # calls per exploration: numpy's first calls wake BLAS's threads
-_MAX_STEP: Final = 2.0  # a sample counts as at most this many times the current average
 _SETTLED: Final = 16  # calls per kernel and bucket before choosing (first = warm-up)
+_WINDOW: Final = 15  # recent calls per kernel whose median is its cost
 
 Result = tuple[npt.NDArray[np.intp], npt.NDArray[np.float32]]
 Kernel = Callable[[Matrix, npt.NDArray[np.float32], int], Result]
@@ -125,87 +124,89 @@ def top_k_faiss(matrix: Matrix, query: npt.NDArray[np.float32], k: int) -> Resul
 KERNELS: tuple[Kernel, Kernel] = (top_k_numpy, top_k_faiss)
 
 
+@dataclass(slots=True)
+class _Bucket:
+    """What the chooser knows of one shape bucket; kernel ``i`` is ``KERNELS[i]``."""
+
+    recent: tuple[deque[float], deque[float]] = field(
+        default_factory=lambda: (deque(maxlen=_WINDOW), deque(maxlen=_WINDOW))
+    )
+    cost: list[float] = field(default_factory=lambda: [math.inf, math.inf])  # median per row
+    settling: list[int] = field(default_factory=lambda: [0, 0])  # calls, up to _SETTLED
+    since_burst: int = 0
+    burst_left: int = 0
+    burst_kernel: int = 0
+    burst: list[float] = field(default_factory=list)
+
+    def record(self, kernel: int, per_row: float) -> None:
+        recent = self.recent[kernel]
+        recent.append(per_row)
+        self.cost[kernel] = sorted(recent)[len(recent) // 2]
+
+
 class KernelChooser:
     """Picks the cheaper kernel per shape from measured costs (not thread-safe: one per store)."""
 
     def __init__(self) -> None:
-        # Per bucket: [numpy cost per row, faiss cost per row, calls since the last
-        # exploration, numpy calls, faiss calls (both stop at _SETTLED), calls left in the
-        # current exploration burst, the kernel it explores].
-        self._state: dict[tuple[int, int], list[float]] = {}
-        self._bursts: dict[tuple[int, int], list[float]] = {}
+        self._buckets: dict[tuple[int, int], _Bucket] = {}
 
     def search(self, matrix: Matrix, query: npt.NDArray[np.float32], k: int) -> Result:
         """Run the chosen kernel on ``matrix`` and record what it cost."""
         rows = matrix.shape[0]
-        bucket = (rows.bit_length(), matrix.shape[1])
-        state = self._state.get(bucket)
-        if state is None:
-            state = self._state[bucket] = [math.inf, math.inf, 0.0, 0.0, 0.0, 0.0, 0.0]
-        choice, exploring = self._choose(state)
+        key = (rows.bit_length(), matrix.shape[1])
+        bucket = self._buckets.get(key)
+        if bucket is None:
+            bucket = self._buckets[key] = _Bucket()
+        choice, exploring = self._choose(bucket)
         start = time.perf_counter()
         result = KERNELS[choice](matrix, query, k)
         per_row = (time.perf_counter() - start) / max(rows, 1)
         if exploring:
-            self._explored(bucket, state, choice, per_row)
+            self._explored(bucket, choice, per_row)
+        elif bucket.settling[choice] < _SETTLED:
+            bucket.settling[choice] += 1
+            if bucket.settling[choice] > 1:  # the first call is a warm-up
+                bucket.record(choice, per_row)
         else:
-            self._record(state, choice, per_row)
+            bucket.record(choice, per_row)
         return result
 
     @staticmethod
-    def _record(state: list[float], choice: int, per_row: float) -> None:
-        calls = state[3 + choice]
-        previous = state[choice]
-        if calls < _SETTLED:
-            state[3 + choice] = calls + 1
-            if calls > 0:  # the first call is a warm-up; then the best of a few calls
-                state[choice] = min(previous, per_row)
-        else:  # one preempted call (a spike of several ms) moves the average by 25% at most
-            sample = min(per_row, _MAX_STEP * previous)
-            state[choice] = previous + _WEIGHT * (sample - previous)
-
-    def _explored(
-        self, bucket: tuple[int, int], state: list[float], choice: int, per_row: float
-    ) -> None:
-        """Collect a burst; the median of its second half becomes (or moves) the figure."""
-        samples = self._bursts.setdefault(bucket, [])
-        samples.append(per_row)
-        if state[5] > 0:  # more calls of this burst to come
+    def _explored(bucket: _Bucket, choice: int, per_row: float) -> None:
+        """Collect a burst; its second half becomes the kernel's recent calls."""
+        bucket.burst.append(per_row)
+        if bucket.burst_left > 0:  # more calls of this burst to come
             return
-        median = statistics.median(samples[len(samples) // 2 :])
-        samples.clear()
-        previous = state[choice]
-        if median < previous:
-            state[choice] = median  # recovered: believe it at once
-        else:
-            state[choice] = previous + _WEIGHT * (min(median, _MAX_STEP * previous) - previous)
+        bucket.recent[choice].clear()
+        for sample in bucket.burst[len(bucket.burst) // 2 :]:
+            bucket.record(choice, sample)
+        bucket.burst.clear()
 
     @staticmethod
-    def _choose(state: list[float]) -> tuple[int, bool]:
-        if state[3] < _SETTLED:  # each kernel settles in a run of its own (warm BLAS threads)
-            return 0, False
-        if state[4] < _SETTLED:
-            return 1, False
-        if state[5] > 0:  # inside an exploration burst
-            state[5] -= 1
-            return int(state[6]), True
-        best = 0 if state[0] <= state[1] else 1
+    def _choose(bucket: _Bucket) -> tuple[int, bool]:
+        for kernel in (0, 1):  # each kernel settles in a run of its own (warm BLAS threads)
+            if bucket.settling[kernel] < _SETTLED:
+                return kernel, False
+        if bucket.burst_left > 0:  # inside an exploration burst
+            bucket.burst_left -= 1
+            return bucket.burst_kernel, True
+        cost = bucket.cost
+        best = 0 if cost[0] <= cost[1] else 1
         # Re-measure the other kernel for a burst of _BURST calls once per EXPLORE_EVERY x
         # _BURST x (its cost ratio, at most 16) calls: exploring costs about 1/EXPLORE_EVERY.
-        cheap, dear = state[best], state[1 - best]
+        cheap, dear = cost[best], cost[1 - best]
         ratio = dear / cheap if cheap > 0 else _MAX_RATIO
-        since = state[2] + 1
-        if since >= EXPLORE_EVERY * _BURST * min(max(ratio, 1.0), _MAX_RATIO):
-            state[2] = 0.0
-            state[5] = _BURST - 1
-            state[6] = 1 - best
+        bucket.since_burst += 1
+        if bucket.since_burst >= EXPLORE_EVERY * _BURST * min(max(ratio, 1.0), _MAX_RATIO):
+            bucket.since_burst = 0
+            bucket.burst_left = _BURST - 1
+            bucket.burst_kernel = 1 - best
             return 1 - best, True
-        state[2] = since
         return best, False
 
     def preferred(self, rows: int, dimension: int) -> str | None:
         """The kernel currently preferred for this shape (``None`` until both were measured)."""
-        state = self._state.get((rows.bit_length(), dimension))
-        if state is None or state[3] < _SETTLED or state[4] < _SETTLED:
+        bucket = self._buckets.get((rows.bit_length(), dimension))
+        if bucket is None or min(bucket.settling) < _SETTLED:
             return None
-        return ("numpy", "faiss")[0 if state[0] <= state[1] else 1]
+        return ("numpy", "faiss")[0 if bucket.cost[0] <= bucket.cost[1] else 1]

@@ -127,7 +127,7 @@ def test_chooser_ignores_the_cold_first_call(monkeypatch: pytest.MonkeyPatch) ->
 
 
 def test_one_preempted_call_does_not_flip_the_choice(monkeypatch: pytest.MonkeyPatch) -> None:
-    """A single call 100x slower than usual moves the average of its kernel by 25% at most."""
+    """A single call 100x slower than usual does not move the median of its kernel's calls."""
     clock = FakeClock()
     spike = [False]
 
