@@ -95,22 +95,22 @@ class RedisStateBackend:
                 "RedisStateBackend is closed; no call is allowed after close()"
             )
 
+    def _unavailable(self, what: str, exc: Exception) -> StateBackendUnavailableError:
+        return StateBackendUnavailableError(
+            f"Redis did not answer {what} for state namespace {self.namespace!r}: {exc}"
+        )
+
     async def _command(self, *args: Any) -> Any:
         try:
             return await self._redis.execute_command(*args)  # type: ignore[no-untyped-call]
         except _UNAVAILABLE as exc:
-            raise StateBackendUnavailableError(
-                f"Redis did not answer {args[0]} for state namespace {self.namespace!r}: {exc}"
-            ) from exc
+            raise self._unavailable(args[0], exc) from exc
 
     async def _eval(self, script: LuaScript, key: str, *args: Any) -> Any:
         try:
             return await script.run(self._redis, 1, key, *args)
         except _UNAVAILABLE as exc:
-            raise StateBackendUnavailableError(
-                f"Redis did not answer script {script.name} for state namespace"
-                f" {self.namespace!r}: {exc}"
-            ) from exc
+            raise self._unavailable(f"script {script.name}", exc) from exc
 
     async def ping(self) -> bool:
         """Round-trip to Redis; True if it answered."""
@@ -118,9 +118,7 @@ class RedisStateBackend:
         try:
             await ping_shared(self._redis)  # one PING with a concurrent one on the client
         except _UNAVAILABLE as exc:
-            raise StateBackendUnavailableError(
-                f"Redis did not answer PING for state namespace {self.namespace!r}: {exc}"
-            ) from exc
+            raise self._unavailable("PING", exc) from exc
         return True
 
     async def close(self) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import faiss
 import numpy as np
 import pytest
 
@@ -36,8 +37,6 @@ def test_top_k_many_matches_one_query_at_a_time() -> None:
 
 def test_faiss_kernel_runs_on_one_thread_and_restores_the_callers_setting() -> None:
     """A team of OpenMP threads would spin after the call; the caller's setting comes back."""
-    import faiss
-
     seen: list[int] = []
     original_knn = faiss.knn
 

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from app.errors import InvalidVectorError
-from app.vectors.store import NamespaceStore
+from app.vectors.store import PER_QUERY_MAX_BATCH, NamespaceStore
 from app.vectors.validation import normalised_vector, prepare_batch
 
 
@@ -127,8 +127,6 @@ def test_an_empty_store_takes_over_the_batch_positions_as_its_id_map() -> None:
 
 def test_small_and_large_batches_rank_alike() -> None:
     """Up to PER_QUERY_MAX_BATCH queries get one scan each, more share a product: same answers."""
-    from app.vectors.store import PER_QUERY_MAX_BATCH
-
     rng = np.random.default_rng(3)
     store = NamespaceStore(8)
     put(store, [f"v{i}" for i in range(200)], rng.standard_normal((200, 8)).tolist())
