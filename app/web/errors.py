@@ -17,6 +17,7 @@ from starlette.types import Scope
 from app.errors import (
     BackendClosedError,
     BackendNotConfiguredError,
+    BusClosedError,
     DataLayerError,
     EventTooLargeError,
     NotStartedError,
@@ -77,6 +78,7 @@ def error_response(
 STATUS_BY_ERROR: tuple[tuple[type[BaseException], int, str], ...] = (
     (BackendNotConfiguredError, 503, "backend_not_configured"),
     (BackendClosedError, 503, "backend_closed"),
+    (BusClosedError, 503, "bus_closed"),
     (NotStartedError, 503, "not_started"),
     (PublishError, 503, "publish_failed"),
     (StateBackendUnavailableError, 503, "state_unavailable"),

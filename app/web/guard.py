@@ -43,6 +43,19 @@ def _request_id(headers: Headers) -> str:
     return f"{random.getrandbits(128):032x}"
 
 
+def _route_path(scope: Scope) -> str:
+    """The path the app's router matches: without the ``root_path`` a proxy or a mount added.
+
+    Servers (uvicorn, for one) and Starlette's ``Mount`` put ``root_path`` in front of
+    ``path``; checking ``path`` alone let ``/api/v1/...`` through unauthenticated.
+    """
+    path: str = scope["path"]
+    root_path: str = scope.get("root_path", "")
+    if root_path and path.startswith(root_path) and path[len(root_path) :].startswith("/"):
+        return path[len(root_path) :]
+    return path
+
+
 class ApiGuard:
     """Authenticate and rate-limit ``/v1`` requests; give every response a request id."""
 
@@ -84,7 +97,7 @@ class ApiGuard:
         state["request_id"] = request_id
         extra = {"X-Request-ID": request_id}
         with structlog.contextvars.bound_contextvars(request_id=request_id):
-            if scope["path"].startswith(PROTECTED_PREFIX):
+            if _route_path(scope).startswith(PROTECTED_PREFIX):
                 refusal = await self._guard(scope, headers, state, extra)
                 if refusal is not None:
                     await refusal(scope, receive, self._with_headers(send, extra))

@@ -6,14 +6,16 @@ objects. ``JSONRoute`` hands its endpoints a request whose ``json()`` uses
 largest single cost of the query route under load. Everything else (validation, the 422
 shape, OpenAPI) is FastAPI's own.
 
-Where the two parsers disagree (lone surrogate escapes, which the stdlib accepts) and on
-malformed JSON, ``json.loads`` parses the body again: the result, or FastAPI's own
-``json_invalid`` error, is then exactly the stdlib's.
+On malformed JSON, ``json.loads`` parses the body again, so FastAPI's own ``json_invalid``
+error is exactly the stdlib's. A body that only the stdlib accepts (an unpaired surrogate
+escape such as ``"\\ud800"``, which is not Unicode text) is refused with the same error
+type, naming the escape: accepted, it was stored but could never be sent back as JSON.
 """
 
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Callable, Coroutine
 from typing import Any
 
@@ -24,14 +26,30 @@ from fastapi.routing import APIRoute
 __all__ = ["JSONRoute"]
 
 
+# A high surrogate escape not followed by a low one, or a low one not preceded by a high one.
+_LONE_SURROGATE = re.compile(
+    r"\\u[dD][89abAB][0-9a-fA-F]{2}(?!\\u[dD][c-fC-F][0-9a-fA-F]{2})"
+    r"|(?<!\\u[dD][89abAB][0-9a-fA-F]{2})\\u[dD][c-fC-F][0-9a-fA-F]{2}"
+)
+
+
+def _parse(body: bytes) -> Any:
+    try:
+        return pydantic_core.from_json(body)
+    except ValueError as exc:
+        json.loads(body)  # malformed: the stdlib's JSONDecodeError, as FastAPI reports it
+        text = body.decode("utf-8", "replace")
+        found = _LONE_SURROGATE.search(text)
+        if found is None:
+            raise json.JSONDecodeError(str(exc), text, 0) from exc
+        reason = f"unpaired surrogate escape {found.group()}: strings must be Unicode text"
+        raise json.JSONDecodeError(reason, text, found.start()) from exc
+
+
 class _FastJSONRequest(Request):
     async def json(self) -> Any:
         if not hasattr(self, "_json"):
-            body = await self.body()
-            try:
-                self._json = pydantic_core.from_json(body)
-            except ValueError:
-                self._json = json.loads(body)
+            self._json = _parse(await self.body())
         return self._json
 
 

@@ -61,15 +61,32 @@ async def test_body_parses_as_the_stdlib_would(client: httpx.AsyncClient, raw: b
     assert response.json() == {"got": json.loads(raw)}
 
 
-async def test_lone_surrogate_escape_is_accepted_like_the_stdlib(
-    client: httpx.AsyncClient,
+@pytest.mark.parametrize(
+    ("raw", "position"),
+    [
+        (b'{"text": "a\\ud800"}', 11),  # a high surrogate alone
+        (b'{"text": "\\ud83d\\ude00 and \\udc00"}', 27),  # a pair, then a low one alone
+    ],
+)
+async def test_lone_surrogate_escape_is_json_invalid(
+    client: httpx.AsyncClient, raw: bytes, position: int
 ) -> None:
-    """pydantic-core rejects it; the stdlib parses it: the route keeps the stdlib's answer."""
-    body = b'{"text": "a\\ud800"}'
+    """Not Unicode text: the stdlib would accept it, and it could never be sent back as JSON."""
     headers = {"Content-Type": "application/json"}
-    response = await client.post("/code-points", content=body, headers=headers)
+    response = await client.post("/code-points", content=raw, headers=headers)
+    assert response.status_code == 422
+    (error,) = response.json()["detail"]
+    assert error["type"] == "json_invalid"
+    assert error["loc"] == ["body", position]
+    assert "surrogate" in error["ctx"]["error"]
+
+
+async def test_surrogate_pair_escape_is_one_character(client: httpx.AsyncClient) -> None:
+    headers = {"Content-Type": "application/json"}
+    raw = b'{"text": "\\ud83d\\ude00"}'
+    response = await client.post("/code-points", content=raw, headers=headers)
     assert response.status_code == 200
-    assert response.json() == [ord("a"), 0xD800]
+    assert response.json() == [0x1F600]
 
 
 async def test_malformed_json_gets_fastapis_json_invalid_error(client: httpx.AsyncClient) -> None:

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import asyncio
+import json
 from collections.abc import AsyncIterator
 
 import structlog
 from fastapi import APIRouter, Query, Request
 from fastapi.responses import StreamingResponse
+from starlette.types import Receive, Scope, Send
 
 from app.events import DataEvent, codec
 from app.services import events as service
@@ -42,17 +44,42 @@ async def publish(body: EventIn) -> EventOut:
     return EventOut(id=str(event.id), type=event.type, timestamp=event.timestamp)
 
 
-async def _sse(pattern: str, stop: asyncio.Event) -> AsyncIterator[bytes]:
-    async with await service.open_event_stream(pattern) as events:
-        yield b": subscribed\n\n"
-        while not stop.is_set():
+async def _sse(events: service.EventStream, stop: asyncio.Event) -> AsyncIterator[bytes]:
+    yield b": subscribed\n\n"
+    while not stop.is_set():
+        try:
             event = await events.next(stop, HEARTBEAT_S)
-            if event is None:
-                if not stop.is_set():
-                    yield b": heartbeat\n\n"
-                continue
-            data = codec.encode(event, SSE_MAX_EVENT_BYTES).body.decode()
-            yield f"id: {event.id}\nevent: {event.type}\ndata: {data}\n\n".encode()
+        except service.StreamOverflowError as exc:
+            # The stream ends cleanly, saying why, rather than with a cut connection.
+            log.warning("api.event_stream_overflow", error=str(exc))
+            body = json.dumps({"error": {"code": "stream_overflow", "message": str(exc)}})
+            yield f"event: error\ndata: {body}\n\n".encode()
+            return
+        if event is None:
+            if not stop.is_set():
+                yield b": heartbeat\n\n"
+            continue
+        data = codec.encode(event, SSE_MAX_EVENT_BYTES).body.decode()
+        yield f"id: {event.id}\nevent: {event.type}\ndata: {data}\n\n".encode()
+
+
+class _EventStreamResponse(StreamingResponse):
+    """Streams a subscription that is already live, and ends it however the response ends
+    (client gone, shutdown, error), even if the body was never started."""
+
+    def __init__(self, events: service.EventStream, stop: asyncio.Event) -> None:
+        super().__init__(
+            _sse(events, stop),
+            media_type="text/event-stream",
+            headers={"Cache-Control": "no-store", "X-Accel-Buffering": "no"},
+        )
+        self._events = events
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        try:
+            await super().__call__(scope, receive, send)
+        finally:
+            await self._events.__aexit__(None, None, None)
 
 
 @router.get(
@@ -66,11 +93,12 @@ async def stream(
 ) -> StreamingResponse:
     """Server-sent events for every event matching ``pattern`` (``*`` one word, ``#`` any).
 
-    The stream ends when the client disconnects or the server shuts down.
+    The subscription is live before the 200 is sent: a malformed pattern is a 422 and a
+    closed bus a 503, in the usual error shape. The stream ends when the client disconnects
+    or the server shuts down; a consumer that falls too far behind gets an ``error`` event
+    and the stream ends.
     """
     stop: asyncio.Event = request.app.state.streams_stop
-    return StreamingResponse(
-        _sse(pattern, stop),
-        media_type="text/event-stream",
-        headers={"Cache-Control": "no-store", "X-Accel-Buffering": "no"},
-    )
+    events = await service.open_event_stream(pattern)
+    await events.__aenter__()
+    return _EventStreamResponse(events, stop)

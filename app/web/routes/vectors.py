@@ -45,7 +45,11 @@ def vector_out(namespace: str, record: VectorRecord) -> VectorOut:
 
 
 def build_router(dimension: int) -> APIRouter:
-    """The vectors router for an index of ``dimension``."""
+    """The vectors router for an index of ``dimension``.
+
+    A vector id may contain ``/`` (``docs/readme.md``), as the index allows: the id is the
+    rest of the path, so every id a batch stored can be read and deleted one by one.
+    """
     models = vector_models(dimension)
     router = APIRouter(
         prefix="/v1/vectors", tags=["vectors"], responses=ERROR_RESPONSES, route_class=JSONRoute
@@ -69,13 +73,13 @@ def build_router(dimension: int) -> APIRouter:
             ]
         )
 
-    @router.put("/{namespace}/{vector_id}")
+    @router.put("/{namespace}/{vector_id:path}")
     async def upsert(namespace: Namespace, vector_id: VectorId, body: models.single) -> VectorRef:  # type: ignore[name-defined]
         """Insert or replace one vector and its metadata."""
         await service.upsert_vector(namespace, vector_id, body.vector, body.metadata)
         return VectorRef(namespace=namespace, id=vector_id)
 
-    @router.get("/{namespace}/{vector_id}", responses=NOT_FOUND)
+    @router.get("/{namespace}/{vector_id:path}", responses=NOT_FOUND)
     async def get(namespace: Namespace, vector_id: VectorId) -> VectorOut:
         """One stored vector (unit-normalised) with its metadata."""
         record = await service.get_vector(namespace, vector_id)
@@ -83,7 +87,7 @@ def build_router(dimension: int) -> APIRouter:
             raise _missing(namespace, vector_id)
         return vector_out(namespace, record)
 
-    @router.delete("/{namespace}/{vector_id}", status_code=204, responses=NOT_FOUND)
+    @router.delete("/{namespace}/{vector_id:path}", status_code=204, responses=NOT_FOUND)
     async def delete(namespace: Namespace, vector_id: VectorId) -> Response:
         """Delete one vector."""
         if not await service.delete_vector(namespace, vector_id):
