@@ -170,8 +170,15 @@ class Lifecycle:
 
     async def _start_one(self, unit: ResourceUnit) -> None:
         started = time.perf_counter()
-        async with asyncio.timeout(unit.start_timeout_s):
-            value = await _maybe_await(unit.provider.init())
+        try:
+            async with asyncio.timeout(unit.start_timeout_s):
+                value = await _maybe_await(unit.provider.init())
+        except BaseException:
+            # Cancelled or timed out just as the resource came up: it runs, but is not in
+            # ``_started``, so nothing else would stop it.
+            if unit.provider.initialized:
+                await self._stop_orphan(unit)
+            raise
         # Started, an async Resource would still hand out a Future on every call, and @inject
         # would gather it in a new task per injection (about 20 us); in sync mode the provider
         # returns the object itself. Reset before shutdown.
@@ -180,6 +187,17 @@ class Lifecycle:
         self._values[unit.name] = value
         self._started.append(unit)
         log.info("resources.started", resource=unit.name, duration_ms=_ms_since(started))
+
+    async def _stop_orphan(self, unit: ResourceUnit) -> None:
+        """Stop a unit that came up while its start was being abandoned; log what goes wrong
+        (the start's own error is the one raised)."""
+        try:
+            async with asyncio.timeout(unit.stop_timeout_s):
+                await _maybe_await(unit.provider.shutdown())
+        except Exception as exc:
+            log.error("resources.stop_failed", resource=unit.name, error=repr(exc))  # noqa: TRY400
+        else:
+            log.info("resources.stopped", resource=unit.name, abandoned_start=True)
 
     async def stop(self) -> None:
         """Stop started units in reverse order; raise every failure in a ``ResourceStopError``."""

@@ -15,6 +15,9 @@ __all__ = ["PINGS", "resource_units"]
 
 EMBEDDED_START_TIMEOUT_S = 120.0
 VECTORS_STOP_TIMEOUT_S = 120.0
+# A unit's own timeout is a backstop: past the backend's worst case from its settings, so
+# that the backend's specific error ("no connection within 10 s (...)") is the one seen.
+TIMEOUT_MARGIN_S = 5.0
 
 
 def _ping_method(target: Any) -> Awaitable[object]:
@@ -35,6 +38,21 @@ PINGS: dict[str, Callable[[Any], Awaitable[object]]] = {
 }
 
 
+def _start_timeouts(settings: Settings) -> dict[str, float]:
+    """Each server's start: its connects and first round trip, at their configured timeouts."""
+    redis, postgres = settings.redis, settings.postgres
+    return {
+        "redis": 2 * (redis.connect_timeout_s + redis.socket_timeout_s) + TIMEOUT_MARGIN_S,
+        # The pool opens its first connection, then the others together.
+        "postgres": EMBEDDED_START_TIMEOUT_S
+        if settings.embedded_postgres
+        else 2 * postgres.connect_timeout_s + TIMEOUT_MARGIN_S,
+        # The client retries a failed connection 3 times (elasticsearch-py's default).
+        "elasticsearch": 4 * settings.elasticsearch.request_timeout_s + TIMEOUT_MARGIN_S,
+        "rabbitmq": settings.rabbitmq.connect_timeout_s + TIMEOUT_MARGIN_S,
+    }
+
+
 def _postgres_address(settings: Settings) -> str:
     if settings.embedded_postgres:
         return f"embedded:{settings.data_dir / 'postgres'}"
@@ -45,6 +63,7 @@ def resource_units(container: Container, settings: Settings) -> list[ResourceUni
     """The units to start for ``settings``: only what the mode and bus need, minus overrides."""
     distributed = settings.deployment_mode is DeploymentMode.DISTRIBUTED
     rabbit = settings.event_bus is EventBusKind.RABBITMQ
+    start_s = _start_timeouts(settings)
     candidates: list[tuple[bool, Any, ResourceUnit]] = [
         (True, container.logging, ResourceUnit("logging", container.logging)),
         (
@@ -56,14 +75,19 @@ def resource_units(container: Container, settings: Settings) -> list[ResourceUni
                 _postgres_address(settings),
                 ("logging",),
                 PINGS["postgres"],
-                start_timeout_s=EMBEDDED_START_TIMEOUT_S if settings.embedded_postgres else 30.0,
+                start_timeout_s=start_s["postgres"],
             ),
         ),
         (
             distributed,
             container.redis,
             ResourceUnit(
-                "redis", container.redis, settings.redis.address(), ("logging",), PINGS["redis"]
+                "redis",
+                container.redis,
+                settings.redis.address(),
+                ("logging",),
+                PINGS["redis"],
+                start_timeout_s=start_s["redis"],
             ),
         ),
         (
@@ -75,6 +99,7 @@ def resource_units(container: Container, settings: Settings) -> list[ResourceUni
                 settings.elasticsearch.address(),
                 ("logging",),
                 PINGS["elasticsearch"],
+                start_timeout_s=start_s["elasticsearch"],
             ),
         ),
         (
@@ -86,6 +111,7 @@ def resource_units(container: Container, settings: Settings) -> list[ResourceUni
                 settings.rabbitmq.address(),
                 ("logging",),
                 PINGS["rabbitmq"],
+                start_timeout_s=start_s["rabbitmq"],
             ),
         ),
         (
@@ -111,6 +137,8 @@ def resource_units(container: Container, settings: Settings) -> list[ResourceUni
                 settings.rabbitmq.address() if rabbit else "in-process",
                 ("logging", "rabbitmq") if rabbit else ("logging",),
                 PINGS["events"],
+                # The bus drains its handlers for up to EVENTS__CLOSE_TIMEOUT_S, then closes.
+                stop_timeout_s=settings.events.close_timeout_s + TIMEOUT_MARGIN_S,
                 aliases=(container.event_bus,),
             ),
         ),

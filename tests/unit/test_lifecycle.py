@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+from dataclasses import replace
 
 import pytest
 from dependency_injector import providers
@@ -153,6 +154,45 @@ async def test_cancelled_start_stops_what_started() -> None:
     with pytest.raises(asyncio.CancelledError):
         await task
     assert journal.names("stopped") == ["fast"]
+    assert lifecycle.started == ()
+
+
+class CancelledAsItComesUp:
+    """A Resource provider whose start is cancelled just after its resource came up: the
+    moment a sibling's failure (or a start timeout) cancels the units still starting."""
+
+    def __init__(self, inner: providers.Resource[str]) -> None:
+        self._inner = inner
+
+    def __getattr__(self, name: str) -> object:
+        return getattr(self._inner, name)
+
+    async def _init(self) -> str:
+        value: str = await self._inner.init()
+        task = asyncio.current_task()
+        assert task is not None
+        task.cancel()
+        await asyncio.sleep(0)  # the cancellation lands on this await
+        return value
+
+    def init(self) -> object:
+        return self._init()
+
+
+async def test_a_unit_up_when_its_start_is_cancelled_is_stopped() -> None:
+    """A resource that came up while its start was being cancelled is stopped, not leaked."""
+    journal = Journal()
+    racing = fake_unit(journal, "racing")
+    units = [
+        fake_unit(journal, "db"),
+        replace(racing, provider=CancelledAsItComesUp(racing.provider)),
+    ]
+    lifecycle = Lifecycle(units)
+    with pytest.raises(asyncio.CancelledError):
+        await lifecycle.start()
+    assert sorted(journal.names("started")) == ["db", "racing"]
+    assert sorted(journal.names("stopped")) == ["db", "racing"]
+    assert not racing.provider.initialized
     assert lifecycle.started == ()
 
 

@@ -67,3 +67,23 @@ def test_addresses_never_show_passwords() -> None:
     addresses = " ".join(unit.address for unit in units)
     assert "s3cret" not in addresses
     assert "postgresql://app:***@127.0.0.1:5432/app" in addresses
+
+
+def test_unit_timeouts_follow_the_backends_own_timeouts() -> None:
+    """Each unit's timeout outlasts what its settings let the backend take, so the backend's
+    own error is the one reported (a fixed 30 s cut a slower configured connect short)."""
+    settings = load_settings(
+        deployment_mode="distributed",
+        event_bus="rabbitmq",
+        redis={"connect_timeout_s": 20, "socket_timeout_s": 10},
+        postgres={"dsn": "postgresql://postgres@db:5432/app", "connect_timeout_s": 40},
+        rabbitmq={"url": "amqp://guest:guest@mq:5672/", "connect_timeout_s": 45},
+        elasticsearch={"hosts": ["http://es:9200"], "request_timeout_s": 15},
+        events={"close_timeout_s": 25},
+    )
+    units = {unit.name: unit for unit in resource_units(create_container(settings), settings)}
+    assert units["redis"].start_timeout_s > 2 * (20 + 10)
+    assert units["postgres"].start_timeout_s > 2 * 40
+    assert units["rabbitmq"].start_timeout_s > 45
+    assert units["elasticsearch"].start_timeout_s > 4 * 15
+    assert units["events"].stop_timeout_s > 25
