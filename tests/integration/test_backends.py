@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import asyncio
 from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit, urlunsplit
 
 import pytest
 
@@ -18,7 +20,9 @@ from app.backends import (
     rabbitmq_connection,
     redis_client,
 )
+from app.backends.rabbitmq import RabbitMQUnavailableError
 from settings import load_settings
+from tests.fakes.tcp_proxy import TcpProxy
 
 pytestmark = pytest.mark.integration
 
@@ -86,3 +90,60 @@ async def test_elasticsearch_resource(elasticsearch_url: str, unique_name: str) 
         doc = await client.get(index=unique_name, id="1")
         assert doc["_source"] == {"a": 1}
         await client.indices.delete(index=unique_name)
+
+
+async def test_rabbitmq_connect_timeout_leaves_nothing_running() -> None:
+    """A broker that accepts TCP but never answers: TimeoutError naming the setting, and no
+    reconnecting task left behind to connect later."""
+    accepted: list[asyncio.StreamWriter] = []
+
+    async def hang(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        accepted.append(writer)
+
+    server = await asyncio.start_server(hang, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    settings = load_settings(
+        event_bus="rabbitmq",
+        rabbitmq={"url": f"amqp://guest:guest@127.0.0.1:{port}/", "connect_timeout_s": 0.2},
+    )
+    before = asyncio.all_tasks()
+    try:
+        with pytest.raises(TimeoutError, match="RABBITMQ__CONNECT_TIMEOUT_S"):
+            await anext(rabbitmq_connection(settings.rabbitmq))
+        await asyncio.sleep(0.3)  # a leftover reconnecting task would still be running
+        assert asyncio.all_tasks() - before == set()
+        assert accepted, "the client never reached the fake broker"
+    finally:
+        for writer in accepted:
+            writer.close()
+        server.close()
+        await server.wait_closed()
+
+
+async def test_rabbitmq_ping_fails_while_the_connection_is_down(rabbitmq_url: str) -> None:
+    """A robust connection that lost the broker is not ready, although not closed."""
+    upstream = urlsplit(rabbitmq_url)
+    proxy = TcpProxy(upstream.hostname or "127.0.0.1", upstream.port or 5672)
+    await proxy.start()
+    credentials = upstream.netloc.rpartition("@")[0]
+    proxied = upstream._replace(netloc=f"{credentials}@127.0.0.1:{proxy.port}")
+    settings = load_settings(
+        event_bus="rabbitmq",
+        rabbitmq={"url": urlunsplit(proxied), "reconnect_interval_s": 0.1},
+    )
+    try:
+        async with run(rabbitmq_connection(settings.rabbitmq)) as connection:
+            await ping_rabbitmq(connection)
+            await proxy.cut()
+            for _ in range(100):
+                if not connection.connected.is_set():
+                    break
+                await asyncio.sleep(0.02)
+            assert not connection.is_closed
+            with pytest.raises(RabbitMQUnavailableError, match="down"):
+                await ping_rabbitmq(connection)
+            await proxy.restore()
+            await asyncio.wait_for(connection.connected.wait(), 10)
+            await ping_rabbitmq(connection)
+    finally:
+        await proxy.aclose()
