@@ -14,7 +14,7 @@ from typing import Any
 import structlog
 import uvicorn
 
-from app.errors import DataLayerError
+from app.errors import DataLayerError, ResourceStopError
 from containers import build_lifecycle, check_readiness, create_container, readiness_table
 from settings import load_settings
 
@@ -22,8 +22,10 @@ __all__ = ["main"]
 
 EXIT_NOT_READY = 1
 EXIT_BAD_START = 2
+EXIT_BAD_STOP = 3
 EXIT_INTERRUPTED = 130
 EXIT_TERMINATED = 143
+MAX_PORT = 65535
 
 log = structlog.get_logger(__name__)
 
@@ -81,21 +83,44 @@ async def serve(host: str | None, port: int | None) -> int:
     settings = load_settings()
     app = create_app(create_container(settings), freeze_gc=True)
     lifecycle = app.state.lifecycle
+    host = settings.api.host if host is None else host
+    port = settings.api.port if port is None else port
     await lifecycle.start()
     try:
         config = uvicorn.Config(
             app,
-            host=host or settings.api.host,
-            port=port or settings.api.port,
+            host=host,
+            port=port,
             log_config=None,
             lifespan="on",
             timeout_graceful_shutdown=10,
         )
         server = GracefulServer(config, app.state.streams_stop)
-        await server.serve()
-        return 0 if server.started else EXIT_BAD_START
+        try:
+            await server.serve()
+        except SystemExit:  # uvicorn's way out when it cannot bind (logged above)
+            print(f"error: could not serve on {host}:{port}", file=sys.stderr)
+            return EXIT_BAD_START
+        if not server.started:
+            return EXIT_BAD_START
     finally:
         await lifecycle.stop()
+    stop_error: ResourceStopError | None = app.state.stop_error
+    if stop_error is not None:
+        raise stop_error
+    return 0
+
+
+def port_number(text: str) -> int:
+    """``--port``: an int from 1 to 65535."""
+    try:
+        port = int(text)
+    except ValueError:
+        port = 0
+    if not 1 <= port <= MAX_PORT:
+        msg = f"must be an int from 1 to {MAX_PORT}, got {text!r}"
+        raise argparse.ArgumentTypeError(msg)
+    return port
 
 
 def run(command: Coroutine[Any, Any, int]) -> int:
@@ -112,7 +137,7 @@ def main(argv: list[str] | None = None) -> int:
     commands = parser.add_subparsers(dest="command", required=True)
     serve_parser = commands.add_parser("serve", help="serve the HTTP API")
     serve_parser.add_argument("--host", help="bind address (default API__HOST, 127.0.0.1)")
-    serve_parser.add_argument("--port", type=int, help="port (default API__PORT, 8000)")
+    serve_parser.add_argument("--port", type=port_number, help="port (default API__PORT, 8000)")
     commands.add_parser("check", help="start every backend, print readiness, stop")
     args = parser.parse_args(argv)
     try:
@@ -124,7 +149,7 @@ def main(argv: list[str] | None = None) -> int:
         if isinstance(exc, ExceptionGroup):
             for inner in exc.exceptions:
                 print(f"  - {type(inner).__name__}: {inner}", file=sys.stderr)
-        return EXIT_BAD_START
+        return EXIT_BAD_STOP if isinstance(exc, ResourceStopError) else EXIT_BAD_START
     except KeyboardInterrupt:
         return EXIT_INTERRUPTED
     except asyncio.CancelledError:

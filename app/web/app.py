@@ -10,7 +10,7 @@ from contextlib import asynccontextmanager
 import structlog
 from fastapi import FastAPI
 
-from app.errors import ConfigurationError
+from app.errors import ConfigurationError, ResourceStopError
 from app.web import health
 from app.web.errors import install_error_handlers
 from app.web.guard import ApiGuard
@@ -66,14 +66,19 @@ def create_app(container: Container | None = None, *, freeze_gc: bool = False) -
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         if settings.api.auth is ApiAuth.DISABLED:
             log.warning("api.auth_disabled", hint="set API__TOKENS and API__AUTH=enabled")
-        async with lifecycle:
-            app.state.state_backend = await get_state_backend(container)
-            if freeze_gc:
-                _freeze_startup_objects()
-            try:
-                yield
-            finally:
-                app.state.streams_stop.set()
+        try:
+            async with lifecycle:
+                app.state.state_backend = await get_state_backend(container)
+                if freeze_gc:
+                    _freeze_startup_objects()
+                try:
+                    yield
+                finally:
+                    app.state.streams_stop.set()
+        except ResourceStopError as exc:
+            # The server only logs a failed lifespan shutdown; whoever runs it can raise it.
+            app.state.stop_error = exc
+            raise
 
     app = FastAPI(
         title="datalayer",
@@ -84,6 +89,7 @@ def create_app(container: Container | None = None, *, freeze_gc: bool = False) -
     app.state.container = container
     app.state.lifecycle = lifecycle
     app.state.streams_stop = asyncio.Event()
+    app.state.stop_error = None
     routers = [
         health.router,
         vectors.build_router(settings.faiss.dimension),

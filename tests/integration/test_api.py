@@ -9,11 +9,13 @@ import httpx
 import pytest
 import structlog
 from dependency_injector import providers
+from starlette.applications import Starlette
+from starlette.routing import Mount
 from structlog.testing import capture_logs
 
-from app.errors import BackendNotConfiguredError, ConfigurationError
+from app.errors import BackendNotConfiguredError, ConfigurationError, ResourceStopError
 from app.web import create_app
-from containers import create_container
+from containers import Lifecycle, create_container
 from settings import ApiSettings, Settings, load_settings
 from tests.conftest import API_TOKEN, Fakes, serve_app
 from tests.fakes.vectors import FakeVectorIndex
@@ -76,6 +78,19 @@ async def test_vector_round_trip(api: httpx.AsyncClient) -> None:
     assert_error(await api.delete("/v1/vectors/docs/a"), 404, "not_found")
 
 
+async def test_ids_with_slashes_round_trip(api: httpx.AsyncClient) -> None:
+    """An id with '/' stored by a batch or a PUT is read and deleted by its path."""
+    batch = await api.post(
+        "/v1/vectors/docs:batch", json={"items": [{"id": "guides/a.md", "vector": [1, 0, 0, 0]}]}
+    )
+    assert batch.status_code == 200
+    put = await api.put("/v1/vectors/docs/guides/b%2Fc.md", json={"vector": [0, 1, 0, 0]})
+    assert put.json() == {"namespace": "docs", "id": "guides/b/c.md"}
+    assert (await api.get("/v1/vectors/docs/guides/a.md")).json()["id"] == "guides/a.md"
+    assert (await api.delete("/v1/vectors/docs/guides/b/c.md")).status_code == 204
+    assert_error(await api.get("/v1/vectors/docs/guides/b/c.md"), 404, "not_found")
+
+
 async def test_vector_input_errors_are_422_and_change_nothing(api: httpx.AsyncClient) -> None:
     """Wrong dimension, a zero vector and a bad namespace give 422 naming the problem."""
     await api.put("/v1/vectors/docs/a", json={"vector": [1, 0, 0, 0]})
@@ -111,6 +126,12 @@ async def test_sessions(api: httpx.AsyncClient) -> None:
         422,
         "invalid_request",
     )
+    not_text = b'{"data": {"a": "\\ud800"}}'  # an unpaired surrogate: never stored
+    refused = await api.put(
+        "/v1/sessions/s2", content=not_text, headers={"Content-Type": "application/json"}
+    )
+    assert_error(refused, 422, "invalid_request")
+    assert_error(await api.get("/v1/sessions/s2"), 404, "not_found")
 
 
 async def test_locks_belong_to_the_caller(app_settings: Settings) -> None:
@@ -166,6 +187,22 @@ async def test_missing_or_wrong_token_is_401(api: httpx.AsyncClient) -> None:
         response = await api.get("/v1/sessions/x", headers=headers)
         assert_error(response, 401, "unauthorized")
         assert response.headers["WWW-Authenticate"] == "Bearer"
+
+
+async def test_auth_and_rate_limit_hold_under_a_mount(app_settings: Settings) -> None:
+    """Mounted under /api (root_path set, as behind a proxy), /api/v1 still needs a token."""
+    app = create_app(create_container(with_api(app_settings, rate_limit=2)))
+    outer = Starlette(routes=[Mount("/api", app=app)])
+    async with app.router.lifespan_context(app):
+        transport = httpx.ASGITransport(app=outer, raise_app_exceptions=False)
+        async with httpx.AsyncClient(transport=transport, base_url="http://testserver") as client:
+            refused = await client.get("/api/v1/sessions/x")
+            assert_error(refused, 401, "unauthorized")
+            authorised = {"Authorization": f"Bearer {API_TOKEN}"}
+            answered = await client.get("/api/v1/sessions/x", headers=authorised)
+            assert_error(answered, 404, "not_found")
+            assert answered.headers["X-RateLimit-Limit"] == "2"
+            assert (await client.get("/api/health/live")).status_code == 200
 
 
 async def test_rate_limit_then_429(app_settings: Settings) -> None:
@@ -230,6 +267,31 @@ async def test_unexpected_error_is_500_without_internals(app_settings: Settings)
     assert [entry["request_id"] for entry in logged] == ["req-500"]
 
 
+async def test_publish_after_the_bus_closed_is_503(overridden_container: Any, fakes: Fakes) -> None:
+    """A bus already closed (shutdown under way) is a 503, not an internal error."""
+    async with serve_app(overridden_container) as api:
+        await fakes.bus.close(1.0)
+        response = await api.post(
+            "/v1/events", json={"type": "user.created", "resource": "user", "key": "u1"}
+        )
+    assert_error(response, 503, "bus_closed")
+
+
+async def test_event_stream_refuses_a_bad_pattern_before_streaming(api: httpx.AsyncClient) -> None:
+    """A malformed pattern is a 422 in the error shape, not a 200 stream that then breaks."""
+    for pattern in ("a..b", "a.b#", "a.#x"):
+        response = await api.get("/v1/events/stream", params={"pattern": pattern})
+        error = assert_error(response, 422, "invalid_input")
+        assert "pattern" in error["message"]
+
+
+async def test_event_stream_on_a_closed_bus_is_503(overridden_container: Any, fakes: Fakes) -> None:
+    async with serve_app(overridden_container) as api:
+        await fakes.bus.close(1.0)
+        response = await api.get("/v1/events/stream", params={"pattern": "#"})
+    assert_error(response, 503, "bus_closed")
+
+
 def test_auth_enabled_without_tokens_refuses_to_start(tmp_path: Path) -> None:
     """API__AUTH=enabled without tokens: create_app raises a ConfigurationError naming the fix."""
     settings = load_settings(data_dir=tmp_path)
@@ -289,3 +351,22 @@ async def test_freeze_gc_moves_startup_objects_out_of_the_collector_only_when_as
     finally:
         gc.unfreeze()
     assert (frozen > 0) is freeze_gc
+
+
+async def test_a_failed_shutdown_is_kept_for_whoever_runs_the_app(
+    app_settings: Settings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The server only logs a failed lifespan shutdown; the app keeps the error to raise."""
+    app = create_app(create_container(app_settings))
+    failure = ResourceStopError("1 resource(s) failed to stop", [OSError("disk gone")])
+    real_stop = Lifecycle.stop
+
+    async def stop_then_fail(self: Lifecycle) -> None:
+        await real_stop(self)
+        raise failure
+
+    monkeypatch.setattr(Lifecycle, "stop", stop_then_fail)
+    with pytest.raises(ResourceStopError):
+        async with app.router.lifespan_context(app):
+            assert app.state.stop_error is None
+    assert app.state.stop_error is failure

@@ -173,3 +173,25 @@ def test_serve_answers_health_and_stops_cleanly(tmp_path: Path) -> None:
         _, stderr = process.communicate(timeout=60)
     assert process.returncode == 0, stderr
     assert not (tmp_path / "data" / "postgres" / "postmaster.pid").exists()
+
+
+def test_serve_on_a_port_in_use_exits_2_and_leaves_nothing_running(tmp_path: Path) -> None:
+    """A port that is taken: exit 2 naming the address, and the backends stopped again."""
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        result = run_app(tmp_path, "serve", "--port", str(port), API__AUTH="disabled")
+    assert result.returncode == 2, result.stderr
+    assert f"error: could not serve on 127.0.0.1:{port}" in result.stderr
+    pgdata = tmp_path / "data" / "postgres"
+    assert not (pgdata / "postmaster.pid").exists()
+    assert postgres_processes_for(pgdata) == []
+
+
+@pytest.mark.parametrize("port", ["70000", "0", "http"])
+def test_serve_refuses_a_port_out_of_range(tmp_path: Path, port: str) -> None:
+    result = run_app(tmp_path, "serve", "--port", port, API__AUTH="disabled")
+    assert result.returncode == 2
+    assert f"must be an int from 1 to 65535, got '{port}'" in result.stderr
+    assert not (tmp_path / "data" / "postgres").exists(), "nothing should have started"
