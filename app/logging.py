@@ -11,24 +11,23 @@ from typing import Any
 import structlog
 from pydantic import SecretStr
 
-from settings import LogFormat, LogSettings, mask_url
+from settings import LogFormat, LogSettings, mask_urls
 
 __all__ = ["configure_logging", "logging_resource", "redact_secrets"]
 
 SECRET_KEY = re.compile(r"pass(word)?|secret|token|api_key|authorization|dsn", re.IGNORECASE)
-URL_WITH_PASSWORD = re.compile(r"[a-z][a-z0-9+.-]*://[^\s/@:]*:[^\s/@]*@[^\s]+", re.IGNORECASE)
 REDACTED = "***"
 
 
 def redact_secrets(
     _logger: Any, _method: str, event_dict: MutableMapping[str, Any]
 ) -> MutableMapping[str, Any]:
-    """Mask secret-looking keys, ``SecretStr`` values and passwords inside URLs."""
+    """Mask secret-looking keys, ``SecretStr`` values and passwords inside URLs (``mask_urls``)."""
     for key, value in event_dict.items():
         if SECRET_KEY.search(key) or isinstance(value, SecretStr):
             event_dict[key] = REDACTED
-        elif isinstance(value, str) and "://" in value:
-            event_dict[key] = URL_WITH_PASSWORD.sub(lambda m: mask_url(m.group(0)), value)
+        elif isinstance(value, str):
+            event_dict[key] = mask_urls(value)
     return event_dict
 
 

@@ -2,7 +2,7 @@
 
 from settings.enums import ApiAuth, DeploymentMode, EmbeddedPostgres, EventBusKind, LogFormat
 from settings.model import Settings, env_name, load_settings
-from settings.secrets import mask_url
+from settings.secrets import mask_url, mask_urls
 from settings.sections import (
     ApiSettings,
     ElasticsearchSettings,
@@ -34,4 +34,5 @@ __all__ = [
     "env_name",
     "load_settings",
     "mask_url",
+    "mask_urls",
 ]

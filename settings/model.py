@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+import difflib
 from pathlib import Path
 from typing import Any
 
-from pydantic import Field, ValidationError, model_validator
+from pydantic import BaseModel, Field, ValidationError, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from app.errors import ConfigurationError
@@ -89,6 +90,16 @@ def env_name(location: tuple[int | str, ...]) -> str:
     return "__".join(parts).upper() or "settings"
 
 
+def _did_you_mean(location: tuple[int | str, ...]) -> str:
+    """``"; did you mean REDIS__PASSWORD?"``: the section's known key closest to the given one."""
+    section = Settings.model_fields.get(str(location[0])) if location else None
+    model = section.annotation if section is not None else None
+    if not (isinstance(model, type) and issubclass(model, BaseModel)):
+        return ""
+    close = difflib.get_close_matches(str(location[-1]).lower(), list(model.model_fields), n=1)
+    return f"; did you mean {env_name((location[0], close[0]))}?" if close else ""
+
+
 def load_settings(**overrides: Any) -> Settings:
     """Read ``Settings`` from the environment, raising one readable ``ConfigurationError``."""
     try:
@@ -99,7 +110,10 @@ def load_settings(**overrides: Any) -> Settings:
             where = env_name(error["loc"])
             message = error["msg"].removeprefix("Value error, ")
             given = error.get("input")
-            if where == "settings" or isinstance(given, dict):
+            if error["type"] == "extra_forbidden":
+                # A misspelt key may well hold a secret (REDIS__PASS): never echo its value.
+                lines.append(f"{where}: not a known setting{_did_you_mean(error['loc'])}")
+            elif where == "settings" or isinstance(given, dict):
                 lines.append(message)
             elif any(word in where for word in SECRET_WORDS):
                 lines.append(f"{where}: {message}")

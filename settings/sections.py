@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, ClassVar, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
 from pydantic_settings import NoDecode
 
 from settings.enums import ApiAuth, EmbeddedPostgres, LogFormat
-from settings.secrets import mask_url
+from settings.secrets import mask_url, url_component, url_host
 
 __all__ = [
     "ApiSettings",
@@ -58,8 +58,10 @@ class RedisSettings(Section):
         """The URL to connect with, password included (keep it wrapped)."""
         if self.url is not None:
             return self.url
-        auth = "" if self.password is None else f":{self.password.get_secret_value()}@"
-        return SecretStr(f"redis://{auth}{self.host}:{self.port}/{self.db}")
+        auth = ""
+        if self.password is not None:
+            auth = f":{url_component(self.password.get_secret_value())}@"
+        return SecretStr(f"redis://{auth}{url_host(self.host)}:{self.port}/{self.db}")
 
     def address(self) -> str:
         """Where Redis is, with any password masked: safe for logs and errors."""
@@ -69,6 +71,8 @@ class RedisSettings(Section):
 class PostgresSettings(Section):
     """``POSTGRES__*``: ``dsn`` wins over host/port/database/user/password when set."""
 
+    # Setting any of these, even to its default, names a server: no embedded Postgres in auto.
+    server_fields: ClassVar[frozenset[str]] = frozenset({"dsn", "host", "port"})
     host: str = "localhost"
     port: int = Field(default=5432, gt=0, lt=65536)
     database: str = "satellites"
@@ -95,16 +99,17 @@ class PostgresSettings(Section):
     @property
     def server_configured(self) -> bool:
         """True when a DSN, host or port was given explicitly rather than left at its default."""
-        return bool({"dsn", "host", "port"} & self.model_fields_set)
+        return bool(self.server_fields & self.model_fields_set)
 
     def connection_dsn(self) -> SecretStr:
         """The DSN to connect with, password included (keep it wrapped)."""
         if self.dsn is not None:
             return self.dsn
-        auth = self.user
+        auth = url_component(self.user)
         if self.password is not None:
-            auth += f":{self.password.get_secret_value()}"
-        return SecretStr(f"postgresql://{auth}@{self.host}:{self.port}/{self.database}")
+            auth += f":{url_component(self.password.get_secret_value())}"
+        server = f"{url_host(self.host)}:{self.port}"
+        return SecretStr(f"postgresql://{auth}@{server}/{url_component(self.database)}")
 
     def address(self) -> str:
         """Where Postgres is, with any password masked."""

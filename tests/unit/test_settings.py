@@ -10,7 +10,14 @@ import pytest
 from pydantic import BaseModel, SecretStr
 
 from app.errors import ConfigurationError
-from settings import DeploymentMode, EventBusKind, Settings, load_settings, mask_url
+from settings import (
+    DeploymentMode,
+    EventBusKind,
+    PostgresSettings,
+    Settings,
+    load_settings,
+    mask_url,
+)
 
 ROOT = Path(__file__).resolve().parents[2]
 SETTING_LINE = re.compile(r"^(#?)([A-Z][A-Z0-9_]*)=(.*)$")
@@ -174,6 +181,36 @@ def test_secrets_never_show(monkeypatch: pytest.MonkeyPatch) -> None:
     assert "hunter2" not in str(caught.value)
 
 
+@pytest.mark.parametrize(
+    ("name", "value", "suggestion"),
+    [
+        ("REDIS__PASS", "hunter2", "REDIS__PASSWORD"),
+        ("ELASTICSEARCH__APIKEY", "hunter2==", "ELASTICSEARCH__API_KEY"),
+        ("RABBITMQ__URI", "amqp://guest:hunter2@127.0.0.1:5672/", "RABBITMQ__URL"),
+    ],
+)
+def test_misspelt_setting_is_named_without_its_value(
+    monkeypatch: pytest.MonkeyPatch, name: str, value: str, suggestion: str
+) -> None:
+    """An unknown key in a section names the variable and the closest known one, never the value."""
+    monkeypatch.setenv(name, value)
+    with pytest.raises(ConfigurationError) as caught:
+        load_settings()
+    message = str(caught.value)
+    assert "hunter2" not in message
+    assert f"{name}: not a known setting; did you mean {suggestion}?" in message
+
+
+def test_unknown_setting_without_a_close_name_gets_no_suggestion(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A key nothing resembles is reported as unknown, with no guess and no value."""
+    monkeypatch.setenv("FAISS__ZZZ", "hunter2")
+    with pytest.raises(ConfigurationError) as caught:
+        load_settings()
+    assert str(caught.value) == "invalid configuration: FAISS__ZZZ: not a known setting"
+
+
 def test_mask_url_handles_odd_input() -> None:
     """mask_url keeps URLs without password and masks any password, also with IPv6 hosts."""
     assert mask_url("redis://127.0.0.1:6379/0") == "redis://127.0.0.1:6379/0"
@@ -182,8 +219,12 @@ def test_mask_url_handles_odd_input() -> None:
 
 
 def test_env_example_matches_settings(tmp_path: Path) -> None:
-    """.env.example lists every setting once, with a comment, and loading it gives the defaults."""
-    documented: dict[str, bool] = {}
+    """.env.example lists every setting once, with a comment, and loading it gives the defaults.
+
+    Settings without a default are commented with no value; those whose mere presence changes
+    behaviour (POSTGRES__HOST/PORT) are commented with their default; the rest are set.
+    """
+    documented: dict[str, tuple[bool, str]] = {}
     lines = (ROOT / ".env.example").read_text().splitlines()
     for index, line in enumerate(lines):
         match = SETTING_LINE.match(line)
@@ -192,17 +233,39 @@ def test_env_example_matches_settings(tmp_path: Path) -> None:
         commented, name, value = match.groups()
         assert name not in documented, f"{name} is documented twice"
         assert lines[index - 1].startswith("# "), f"{name} has no comment above it"
-        if commented:
-            assert value == "", f"#{name} is an unset example and must have no value"
-        documented[name] = bool(commented)
+        documented[name] = (bool(commented), value)
     defaults = leaf_defaults(Settings)
     assert set(documented) == set(defaults)
+    server = {f"POSTGRES__{field.upper()}" for field in PostgresSettings.server_fields}
     for name, default in defaults.items():
-        assert documented[name] == (default is None), f"{name}: commented iff it has no default"
+        commented, value = documented[name]
+        if default is None:
+            assert (commented, value) == (True, ""), f"#{name}= has no default: no value"
+        elif name in server:
+            assert commented, f"#{name}: setting it turns the embedded Postgres off"
+            assert value, f"#{name} shows its default"
+        else:
+            assert not commented, f"{name} has a default: set it uncommented"
+    shown = {name: value for name, (commented, value) in documented.items() if commented and value}
+    (tmp_path / ".env").write_text("".join(f"{name}={value}\n" for name, value in shown.items()))
+    uncommented = load_settings()
+    for name in shown:
+        section, field = name.lower().split("__")
+        assert getattr(getattr(uncommented, section), field) == defaults[name], name
     (tmp_path / ".env").write_text((ROOT / ".env.example").read_text())
     from_example = load_settings().model_dump()
     (tmp_path / ".env").unlink()
     assert from_example == load_settings().model_dump()
+
+
+def test_a_copy_of_env_example_embeds_postgres(tmp_path: Path) -> None:
+    """.env.example copied as-is keeps single_node on the embedded Postgres (no server set)."""
+    env_file = tmp_path / "copied.env"
+    env_file.write_text((ROOT / ".env.example").read_text())
+    s = Settings(_env_file=env_file)  # type: ignore[call-arg]
+    assert s.deployment_mode is DeploymentMode.SINGLE_NODE
+    assert not s.postgres.server_configured
+    assert s.embedded_postgres
 
 
 def test_readme_documents_every_setting() -> None:
