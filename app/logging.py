@@ -38,14 +38,15 @@ def configure_logging(settings: LogSettings) -> None:
         structlog.stdlib.add_log_level,
         structlog.stdlib.add_logger_name,
         structlog.processors.TimeStamper(fmt="iso", utc=True),
-        redact_secrets,
     ]
     renderer: Any
     if settings.format is LogFormat.JSON:
         renderer = structlog.processors.JSONRenderer()
+        # The traceback becomes text first, so that a URL in an error message is masked too.
         shared.append(structlog.processors.format_exc_info)
     else:
         renderer = structlog.dev.ConsoleRenderer(colors=False)
+    shared.append(redact_secrets)
     structlog.configure(
         # Drop below-level events first, before any processor spends time on them.
         processors=[
