@@ -119,7 +119,8 @@ class PostgresSettings(Section):
 class ElasticsearchSettings(Section):
     """``ELASTICSEARCH__*``: the client starts only when ``hosts`` is not empty."""
 
-    hosts: Annotated[list[str], NoDecode] = Field(default_factory=list)
+    # Not in repr: a host URL may carry credentials (address() shows them masked).
+    hosts: Annotated[list[str], NoDecode] = Field(default_factory=list, repr=False)
     api_key: SecretStr | None = None
     username: str | None = None
     password: SecretStr | None = None
@@ -127,6 +128,16 @@ class ElasticsearchSettings(Section):
     verify_certs: bool = True
 
     _split_hosts = field_validator("hosts", mode="before")(split_list)
+
+    @model_validator(mode="after")
+    def _basic_auth_pair(self) -> ElasticsearchSettings:
+        if self.password is not None and self.username is None:
+            msg = (
+                "ELASTICSEARCH__PASSWORD is set but ELASTICSEARCH__USERNAME is not; "
+                "basic auth needs both (or use ELASTICSEARCH__API_KEY)"
+            )
+            raise ValueError(msg)
+        return self
 
     @property
     def enabled(self) -> bool:

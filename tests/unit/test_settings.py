@@ -273,3 +273,16 @@ def test_readme_documents_every_setting() -> None:
     readme = (ROOT / "README.md").read_text()
     missing = [name for name in leaf_defaults(Settings) if f"`{name}`" not in readme]
     assert missing == []
+
+
+def test_elasticsearch_hosts_with_credentials_stay_out_of_repr() -> None:
+    settings = load_settings(elasticsearch={"hosts": ["https://elastic:hunter2@es:9200"]})
+    assert "hunter2" not in repr(settings)
+    assert "hunter2" not in str(settings)
+    assert settings.elasticsearch.address() == "https://elastic:***@es:9200"
+
+
+def test_elasticsearch_password_without_username_is_refused() -> None:
+    with pytest.raises(ConfigurationError, match="ELASTICSEARCH__USERNAME is not") as caught:
+        load_settings(elasticsearch={"hosts": ["http://es:9200"], "password": "hunter2"})
+    assert "hunter2" not in str(caught.value)
