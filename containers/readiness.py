@@ -64,9 +64,11 @@ async def ping_all(
     addresses = addresses or {}
     started = time.perf_counter()
     tasks = {name: asyncio.ensure_future(_timed(check)) for name, check in checks.items()}
-    if tasks:
-        _, pending = await asyncio.wait(tasks.values(), timeout=timeout_s)
-        for task in pending:
+    try:
+        if tasks:
+            await asyncio.wait(tasks.values(), timeout=timeout_s)
+    finally:  # at the deadline, and when the caller itself is cancelled
+        for task in tasks.values():
             task.cancel()
     results: dict[str, Readiness] = {}
     for name, task in tasks.items():

@@ -11,6 +11,7 @@ from structlog.testing import capture_logs
 
 from app.errors import NotStartedError, ResourceStartError, ResourceStopError
 from containers import Lifecycle, check_readiness
+from containers.readiness import ping_all
 from tests.fakes.resources import Journal, fake_unit
 
 
@@ -252,3 +253,24 @@ async def test_started_providers_hand_out_the_object_itself() -> None:
         assert alias() == "value-of-a"
     assert not unit.provider.initialized
     assert unit.provider.is_async_mode_undefined()
+
+
+async def test_pings_stop_when_the_caller_is_cancelled() -> None:
+    """A readiness check cancelled by its caller (a client gone) leaves no ping running."""
+    pinging = asyncio.Event()
+    ended: list[str] = []
+
+    async def hung() -> None:
+        pinging.set()
+        try:
+            await asyncio.sleep(60)
+        finally:
+            ended.append("hung")
+
+    caller = asyncio.create_task(ping_all({"db": hung}, timeout_s=30))
+    await pinging.wait()
+    caller.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await caller
+    await asyncio.sleep(0)
+    assert ended == ["hung"]
