@@ -7,6 +7,7 @@ overriding a provider on ``data.container`` before ``start()`` replaces that bac
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Awaitable, Callable
 from types import TracebackType
 from typing import Any, Self
@@ -58,6 +59,8 @@ class DataLayer:
         self._container = create_container(self._settings)
         self._lifecycle: Lifecycle | None = None
         self._clients: dict[str, Any] = {}
+        # start() and stop() one at a time: a stop() arriving mid-start waits, then stops.
+        self._transition = asyncio.Lock()
 
     @property
     def settings(self) -> Settings:
@@ -69,6 +72,10 @@ class DataLayer:
 
     async def start(self) -> None:
         """Start the backends the configured mode needs; on failure nothing stays open."""
+        async with self._transition:
+            await self._start()
+
+    async def _start(self) -> None:
         if self._lifecycle is not None:
             return
         lifecycle = build_lifecycle(self._container)
@@ -88,10 +95,11 @@ class DataLayer:
 
     async def stop(self) -> None:
         """Stop everything in reverse order; raises ``ResourceStopError`` with every failure."""
-        lifecycle, self._lifecycle = self._lifecycle, None
-        self._clients = {}
-        if lifecycle is not None:
-            await lifecycle.stop()
+        async with self._transition:
+            lifecycle, self._lifecycle = self._lifecycle, None
+            self._clients = {}
+            if lifecycle is not None:
+                await lifecycle.stop()
 
     async def __aenter__(self) -> Self:
         await self.start()

@@ -229,3 +229,20 @@ async def test_health_reports_a_hung_backend_within_its_timeout(
             proxy.thaw()
     finally:
         await proxy.aclose()
+
+
+async def test_stop_during_start_waits_and_leaves_nothing_running(tmp_path: Path) -> None:
+    """stop() called while start() is still starting (the embedded Postgres) stops it after."""
+    config = DataLayerConfig(
+        data_dir=tmp_path / "data",
+        faiss=FaissConfig(index_path=tmp_path / "faiss", dimension=DIM),
+    )
+    data = DataLayer(config)
+    starting = asyncio.create_task(data.start())
+    await asyncio.sleep(0.05)
+    assert not starting.done()
+    await data.stop()
+    await starting
+    with pytest.raises(NotStartedError):
+        _ = data.postgres
+    assert not (tmp_path / "data" / "postgres" / "postmaster.pid").exists()
