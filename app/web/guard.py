@@ -43,6 +43,11 @@ def _request_id(headers: Headers) -> str:
     return f"{random.getrandbits(128):032x}"
 
 
+def _client_address(scope: Scope) -> str:
+    client = scope.get("client")
+    return f"ip:{client[0] if client else 'unknown'}"
+
+
 def _route_path(scope: Scope) -> str:
     """The path the app's router matches: without the ``root_path`` a proxy or a mount added.
 
@@ -128,27 +133,34 @@ class ApiGuard:
         self, scope: Scope, headers: Headers, state: dict[str, object], extra: dict[str, str]
     ) -> ASGIApp | None:
         request_id = str(state["request_id"])
-        if self._auth_enabled:
-            caller = self._authenticate(headers)
-            if caller is None:
-                return error_response(
-                    401,
-                    "unauthorized",
-                    "a valid bearer token is required (Authorization: Bearer <token>)",
-                    request_id,
-                    headers={"WWW-Authenticate": "Bearer"},
-                )
-        else:
-            client = scope.get("client")
-            caller = f"ip:{client[0] if client else 'unknown'}"
-        state["caller"] = caller
+        caller = self._authenticate(headers) if self._auth_enabled else None
+        # A request without a valid token is limited per client address: it gets the same
+        # headers, and tokens cannot be guessed at full speed.
+        key = caller or _client_address(scope)
+        refusal = await self._rate_limit(scope, key, request_id, extra)
+        if refusal is not None:
+            return refusal
+        if self._auth_enabled and caller is None:
+            return error_response(
+                401,
+                "unauthorized",
+                "a valid bearer token is required (Authorization: Bearer <token>)",
+                request_id,
+                headers={"WWW-Authenticate": "Bearer"},
+            )
+        state["caller"] = key
+        return None
+
+    async def _rate_limit(
+        self, scope: Scope, key: str, request_id: str, extra: dict[str, str]
+    ) -> ASGIApp | None:
         backend: StateBackend = scope["app"].state.state_backend
         try:
             allowed, remaining = await backend.rate_limit_check(
-                caller, self._limit, self._window, scope="api"
+                key, self._limit, self._window, scope="api"
             )
         except Exception as exc:
-            log.exception("api.rate_limit_unavailable", caller=caller)
+            log.exception("api.rate_limit_unavailable", caller=key)
             return error_response(
                 503,
                 "rate_limit_unavailable",
@@ -158,7 +170,7 @@ class ApiGuard:
         extra["X-RateLimit-Limit"] = str(self._limit)
         extra["X-RateLimit-Remaining"] = str(remaining)
         if not allowed:
-            log.info("api.rate_limited", caller=caller, limit=self._limit)
+            log.info("api.rate_limited", caller=key, limit=self._limit)
             return error_response(
                 429,
                 "rate_limited",

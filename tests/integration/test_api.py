@@ -187,6 +187,26 @@ async def test_missing_or_wrong_token_is_401(api: httpx.AsyncClient) -> None:
         response = await api.get("/v1/sessions/x", headers=headers)
         assert_error(response, 401, "unauthorized")
         assert response.headers["WWW-Authenticate"] == "Bearer"
+        assert "X-RateLimit-Remaining" in response.headers
+
+
+async def test_requests_without_a_valid_token_are_limited_per_address(
+    app_settings: Settings,
+) -> None:
+    """Wrong tokens count against the client address: 401s with headers, then 429; a valid
+    token has its own budget."""
+    settings = with_api(app_settings, rate_limit=2, rate_limit_window_seconds=30.0)
+    async with serve_app(create_container(settings)) as api:
+        wrong = {"Authorization": "Bearer guess"}
+        first, second = [await api.get("/v1/sessions/x", headers=wrong) for _ in range(2)]
+        assert_error(first, 401, "unauthorized")
+        assert (first.headers["X-RateLimit-Limit"], first.headers["X-RateLimit-Remaining"]) == (
+            "2",
+            "1",
+        )
+        assert second.headers["X-RateLimit-Remaining"] == "0"
+        assert_error(await api.get("/v1/sessions/x", headers=wrong), 429, "rate_limited")
+        assert_error(await api.get("/v1/sessions/x"), 404, "not_found")
 
 
 async def test_auth_and_rate_limit_hold_under_a_mount(app_settings: Settings) -> None:
