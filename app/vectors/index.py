@@ -326,7 +326,11 @@ class VectorIndex:
         await loop.run_in_executor(self._executor, self._writer.acquire)
         async with self._lock.exclusive():
             generation = self._generation
-            data = await loop.run_in_executor(self._executor, self._copy_state)
+            # Listed on the loop while every namespace lock is held (each store has one): the
+            # worker copies exactly these, unchanged until it is done. Namespaces created
+            # meanwhile get free locks and are left out of this snapshot.
+            stores = [(name, store) for name, store in self._stores.items() if len(store)]
+            data = await loop.run_in_executor(self._executor, self._copy_state, stores)
         mutex = self._writer.save_mutex()
 
         def write() -> snapshot.Written:
@@ -346,20 +350,23 @@ class VectorIndex:
         if pruning is not None:
             await pruning
 
-    def _copy_state(self) -> dict[str, snapshot.NamespaceData]:
+    @staticmethod
+    def _copy_state(
+        stores: list[tuple[str, NamespaceStore]],
+    ) -> dict[str, snapshot.NamespaceData]:
         return {
             name: snapshot.NamespaceData(
                 snapshot.copy_matrix(store.vectors()), store.ids, store.metadata()
             )
-            for name, store in self._stores.items()
-            if len(store)
+            for name, store in stores
         }
 
     async def load(self) -> None:
         """Replace the contents with the current snapshot (none on disk: empty index).
 
-        Raises ``SnapshotCorruptError`` when the snapshot fails verification; the contents
-        are then left as they were.
+        Raises ``SnapshotCorruptError`` when the snapshot fails verification, or when
+        ``CURRENT`` is missing beside snapshot directories; the contents are then left as
+        they were, and nothing on disk is deleted.
         """
         self._check_open()
         async with self._save_gate:
@@ -371,6 +378,8 @@ class VectorIndex:
             )
             async with self._lock.exclusive():
                 self._stores = stores
+                for namespace in stores:  # every store has a lock, for exclusive() to hold
+                    self._lock(namespace)
                 self._generation += 1
                 self._saved_generation = self._generation
             self._loaded_snapshot = name

@@ -3,7 +3,10 @@
 Every read or write of a namespace runs under its lock, so a query never sees a batch
 half applied. ``save()``, ``load()`` and ``close()`` need a consistent view of every
 namespace: :meth:`NamespaceLocks.exclusive` takes every lock, including those of
-namespaces created while it was acquiring, and holds them until the block ends.
+namespaces created while it was acquiring, and holds them until the block ends. A lock
+created while the block runs (a new namespace) is free: the holder lists what it works
+on (``save()`` lists the stores, each of which has its lock) on the event loop, before
+it awaits anything, so a namespace created later is simply not part of its view.
 Operations hold one namespace lock at a time and exclusive holders are serialised, so
 there is no lock-order cycle.
 """

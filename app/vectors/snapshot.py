@@ -3,7 +3,9 @@
 Layout of an index directory::
 
     writer.lock                         see lockfile.py
-    CURRENT                             {"snapshot": "<name>", "manifest_sha256": "..."}
+    CURRENT                             {"snapshot": "<name>", "manifest_sha256": "..."}, or
+                                        {"snapshot": null, "manifest_sha256": null}: no
+                                        snapshot yet
     snapshot-000000000007-1a2b3c4d/
         manifest.json                   format version, dimension, per namespace: count and,
                                         per file, its size and sha256 (and rows, per vector
@@ -20,12 +22,23 @@ Format version 1 (one ``<namespace>.npy``, no ``rows``) is still read.
 A save writes a complete new snapshot directory, fsyncs every file and the directory, then
 writes ``CURRENT.tmp``, fsyncs it and ``os.replace``-s it over ``CURRENT`` (then fsyncs the
 index directory). Until that rename the old ``CURRENT`` names the previous snapshot, so a
-crash at any point leaves a loadable index. The previous snapshot is kept; older ones and
-leftovers of crashed saves are removed after the switch.
+crash at any point leaves a loadable index. The first save to a directory without
+``CURRENT`` first switches it the same way to the "no snapshot yet" pointer, before it
+makes any snapshot directory: so ``CURRENT`` is only ever missing in a directory that has
+never held a snapshot, and a missing ``CURRENT`` beside snapshot directories is damage,
+reported by load and save alike (neither deletes anything then). A directory written by
+an earlier version has ``CURRENT`` beside its snapshots and loads as before; only one
+whose very first save crashed (a snapshot directory, no ``CURRENT``) is now reported.
+
+The previous snapshot is kept; older ones and leftovers of crashed saves are removed after
+the switch, under the process's save mutex (``lockfile.py``): ``CURRENT`` is read again
+first, so that what it names, its predecessor and any later snapshot (another
+``VectorIndex`` of this process on the same directory may have saved meanwhile) are kept.
 
 A load (``snapshot_reader.py``) verifies headers, sizes, sha256 of every file, counts and
 ids, and raises :class:`SnapshotCorruptError` with the path and reason on any mismatch. A
-missing directory or missing ``CURRENT`` is an empty index.
+missing directory, a missing ``CURRENT`` without snapshot directories, and the "no
+snapshot yet" pointer are an empty index.
 """
 
 from __future__ import annotations
@@ -37,6 +50,7 @@ import os
 import re
 import secrets
 import shutil
+import threading
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
@@ -86,8 +100,11 @@ SHARD_MIN_BYTES: int = 16 << 20  # smaller vector files are not worth a thread
 SHARDS_MAX: int = min(8, _usable_cores())
 
 POINTER: Final = "CURRENT"
+MAX_UNSYNCED_FILES: Final = 64
 MANIFEST: Final = "manifest.json"
 SNAPSHOT_NAME: Final = re.compile(r"snapshot-(\d{12})-[0-9a-f]{8}")
+# The pointer of a directory whose first save has begun but not yet switched to a snapshot.
+_NO_SNAPSHOT: Final = {"snapshot": None, "manifest_sha256": None}
 
 # Testing seam: called with a step label after each file of a save is written (the crash
 # test sets it in a child process to SIGKILL itself at a chosen step). ``None`` in production.
@@ -182,30 +199,56 @@ def _snapshot_names(directory: Path) -> list[tuple[int, str]]:
     return sorted(found)
 
 
-def read_pointer(directory: Path) -> dict[str, Any] | None:
+def _read_pointer_bytes(directory: Path) -> bytes | None:
+    """``CURRENT``'s bytes; ``None`` if it is missing and no snapshot directory exists."""
     path = directory / POINTER
     try:
-        raw = path.read_bytes()
+        return path.read_bytes()
     except FileNotFoundError:
+        snapshots = _snapshot_names(directory)
+        if not snapshots:
+            return None
+    try:  # a first save of this process may have written it since, before its snapshot
+        return path.read_bytes()
+    except FileNotFoundError as exc:
+        reason = (
+            f"{POINTER} is missing while {len(snapshots)} snapshot directories exist (newest "
+            f"{snapshots[-1][1]}); restore {POINTER}, or move the snapshot directories away "
+            "to start empty"
+        )
+        raise SnapshotCorruptError(str(directory), reason) from exc
+
+
+def read_pointer(directory: Path) -> dict[str, Any] | None:
+    """The parsed ``CURRENT``: ``{"snapshot": name or None, "manifest_sha256": ...}``.
+
+    ``None`` when there is no ``CURRENT`` and no snapshot directory (a new directory);
+    ``SnapshotCorruptError`` when ``CURRENT`` is missing beside snapshots or malformed.
+    """
+    raw = _read_pointer_bytes(directory)
+    if raw is None:
         return None
+    path = directory / POINTER
     try:
         pointer = json.loads(raw)
     except ValueError as exc:
         raise SnapshotCorruptError(str(path), f"pointer is not valid JSON: {exc}") from exc
-    if (
-        not isinstance(pointer, dict)
-        or not isinstance(pointer.get("snapshot"), str)
-        or SNAPSHOT_NAME.fullmatch(pointer["snapshot"]) is None
-        or not isinstance(pointer.get("manifest_sha256"), str)
+    if not isinstance(pointer, dict) or (
+        pointer != _NO_SNAPSHOT
+        and (
+            not isinstance(pointer.get("snapshot"), str)
+            or SNAPSHOT_NAME.fullmatch(pointer["snapshot"]) is None
+            or not isinstance(pointer.get("manifest_sha256"), str)
+        )
     ):
         raise SnapshotCorruptError(str(path), f"pointer has an unexpected form: {raw[:200]!r}")
     return pointer
 
 
-def _switch_pointer(directory: Path, name: str, manifest: bytes) -> None:
-    pointer = json.dumps(
-        {"snapshot": name, "manifest_sha256": hashlib.sha256(manifest).hexdigest()}
-    ).encode("utf-8")
+def _switch_pointer(directory: Path, name: str | None, manifest: bytes | None) -> None:
+    """Point ``CURRENT`` at snapshot ``name`` (``None``: no snapshot yet), atomically."""
+    digest = None if manifest is None else hashlib.sha256(manifest).hexdigest()
+    pointer = json.dumps({"snapshot": name, "manifest_sha256": digest}).encode("utf-8")
     temporary = directory / f"{POINTER}.tmp"
     temporary.unlink(missing_ok=True)
     fds: list[int] = []
@@ -222,7 +265,8 @@ def _switch_pointer(directory: Path, name: str, manifest: bytes) -> None:
 
 @dataclass(frozen=True)
 class Written:
-    """A snapshot just written: its folder, and the one ``CURRENT`` named before (kept)."""
+    """A snapshot just written: its folder, and the one ``CURRENT`` named before (kept;
+    ``None`` when there was none)."""
 
     path: Path
     previous: str | None
@@ -261,12 +305,29 @@ def _write_files(files: list[_File], fds: list[int]) -> list[dict[str, Any]]:
     """Write, hash and fsync ``files``, several at a time; their manifest entries, in order.
 
     Each worker writes a file, hands its fsync to the syncer thread, then hashes the bytes
-    it wrote (from memory) while the disk catches up.
+    it wrote (from memory) while the disk catches up. The syncer closes each file after its
+    fsync, and at most ``MAX_UNSYNCED_FILES`` wait for it: a save of thousands of
+    namespaces (two files each) stays far below the process's open-file limit.
     """
 
+    unsynced = threading.BoundedSemaphore(MAX_UNSYNCED_FILES)
+
+    def sync_and_close(fd: int) -> None:
+        try:
+            os.fsync(fd)
+        finally:
+            fds.remove(fd)
+            os.close(fd)
+            unsynced.release()
+
     def write(file: _File, syncer: ThreadPoolExecutor) -> tuple[dict[str, Any], Future[None]]:
-        fd, size = _write(file.path, file.parts, fds)
-        synced = syncer.submit(os.fsync, fd)
+        unsynced.acquire()
+        try:
+            fd, size = _write(file.path, file.parts, fds)
+        except BaseException:
+            unsynced.release()
+            raise
+        synced = syncer.submit(sync_and_close, fd)
         entry: dict[str, Any] = {"file": file.path.name, "bytes": size}
         entry["sha256"] = _sha256(file.parts)
         if file.rows is not None:
@@ -289,8 +350,10 @@ def _write_files(files: list[_File], fds: list[int]) -> list[dict[str, Any]]:
 def write_snapshot(directory: Path, dimension: int, data: dict[str, NamespaceData]) -> Written:
     """Write ``data`` as a new snapshot and switch ``CURRENT`` to it (``prune`` comes after)."""
     directory.mkdir(parents=True, exist_ok=True)
+    previous = read_pointer(directory)  # raises when CURRENT is missing beside snapshots
+    if previous is None:  # a new directory: record "no snapshot yet" before making one
+        _switch_pointer(directory, None, None)
     existing = _snapshot_names(directory)
-    previous = read_pointer(directory)
     sequence = (existing[-1][0] + 1) if existing else 1
     target = directory / f"snapshot-{sequence:012d}-{secrets.token_hex(4)}"
     target.mkdir()
@@ -336,8 +399,21 @@ def write_snapshot(directory: Path, dimension: int, data: dict[str, NamespaceDat
 
 
 def prune(directory: Path, written: Written) -> None:
-    """Remove every snapshot but ``written`` and its predecessor (leftovers of crashes too)."""
-    keep = {written.path.name} | ({written.previous} if written.previous else set())
-    for _, name in _snapshot_names(directory):
-        if name not in keep:
+    """Remove snapshots older than ``written`` (leftovers of crashes too), but never the one
+    ``CURRENT`` names now nor its predecessor; call it under the save mutex.
+
+    ``CURRENT`` is read again: another ``VectorIndex`` of this process may have saved since
+    ``written``, so ``CURRENT`` may name a later snapshot, whose predecessor is then
+    ``written`` or later still. ``written`` and every later snapshot are kept.
+    """
+    current = read_pointer(directory)
+    if current is None:  # cannot happen after a save's switch; delete nothing if it does
+        return
+    keep = {current["snapshot"]}
+    if current["snapshot"] == written.path.name:
+        keep.add(written.previous)
+    match = SNAPSHOT_NAME.fullmatch(written.path.name)
+    assert match is not None  # write_snapshot made the name
+    for sequence, name in _snapshot_names(directory):
+        if sequence < int(match.group(1)) and name not in keep:
             shutil.rmtree(directory / name)

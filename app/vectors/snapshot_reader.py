@@ -222,14 +222,16 @@ def _read_once(
 def read_snapshot(directory: Path, dimension: int) -> tuple[str | None, dict[str, NamespaceStore]]:
     """Load and verify the current snapshot: ``(name or None when empty, stores)``.
 
-    If a save of this process switched ``CURRENT`` (and pruned the old snapshot) while it
-    was being read, the read restarts from the new pointer; a damaged snapshot whose
-    pointer did not move is reported, never skipped.
+    Empty: no directory, no ``CURRENT`` and no snapshot directory, or the "no snapshot
+    yet" pointer. ``CURRENT`` missing beside snapshot directories is damage
+    (``read_pointer``). If a save of this process switched ``CURRENT`` (and pruned the old
+    snapshot) while it was being read, the read restarts from the new pointer; a damaged
+    snapshot whose pointer did not move is reported, never skipped.
     """
     if not directory.exists():
         return None, {}
     pointer = read_pointer(directory)
-    while pointer is not None:
+    while pointer is not None and pointer["snapshot"] is not None:
         try:
             return pointer["snapshot"], _read_once(directory, pointer, dimension)
         except SnapshotCorruptError:

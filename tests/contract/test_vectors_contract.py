@@ -402,6 +402,12 @@ async def test_v7_a_cancelled_query_leaves_its_batch_intact(
     assert [[m.id for m in r] for i, r in enumerate(results) if i != 1] == [["a"], ["a"], ["b"]]
 
 
+def points_at_a_snapshot(path: Path) -> bool:
+    """Whether CURRENT exists and names a snapshot (a first save writes a "none yet" one)."""
+    pointer = path / "CURRENT"
+    return pointer.exists() and json.loads(pointer.read_text())["snapshot"] is not None
+
+
 async def test_v7_autosave_writes_a_snapshot_after_changes(tmp_path: Path) -> None:
     """start_autosave saves within an interval after a change; close() stops it."""
     index = VectorIndex(tmp_path, DIM)
@@ -410,10 +416,10 @@ async def test_v7_autosave_writes_a_snapshot_after_changes(tmp_path: Path) -> No
         index.start_autosave(0.05)
         await index.upsert("ns", "a", np.ones(DIM))
         for _ in range(100):
-            if (tmp_path / "CURRENT").exists():
+            if await asyncio.to_thread(points_at_a_snapshot, tmp_path):
                 break
             await asyncio.sleep(0.02)
-        assert (tmp_path / "CURRENT").exists()
+        assert points_at_a_snapshot(tmp_path)
     finally:
         await index.close()
     reader = VectorIndex(tmp_path, DIM)

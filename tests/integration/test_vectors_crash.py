@@ -125,6 +125,39 @@ async def test_crash_during_save_leaves_the_previous_snapshot(tmp_path: Path, st
     assert await contents(tmp_path) == {name: set(ids) for name, ids in first.items()}
 
 
+@pytest.mark.parametrize("step", ["wrote:CURRENT.tmp", "wrote:alpha.npy", "synced", "manifest"])
+async def test_crash_during_the_first_save_leaves_an_empty_index(tmp_path: Path, step: str) -> None:
+    """The very first save killed before its switch leaves an index that loads empty."""
+    result = await asyncio.to_thread(run_child, tmp_path, step)
+    assert result.returncode == -signal.SIGKILL, result.stderr
+    assert await contents(tmp_path) == {}
+    await write_first_snapshot(tmp_path)  # and the next save goes on from there
+    assert len(snapshot_dirs(tmp_path)) == 1
+
+
+async def test_missing_pointer_beside_snapshots_is_an_error_not_an_empty_index(
+    tmp_path: Path,
+) -> None:
+    """Without CURRENT but with snapshots, load() and save() raise and delete nothing."""
+    await write_first_snapshot(tmp_path)
+    await write_first_snapshot(tmp_path)
+    (tmp_path / "CURRENT").unlink()
+    before = snapshot_dirs(tmp_path)
+    index = VectorIndex(tmp_path, DIM)
+    try:
+        missing = "CURRENT is missing while 2 snapshot directories exist"
+        with pytest.raises(SnapshotCorruptError, match=missing) as info:
+            await index.load()
+        assert info.value.path == str(tmp_path)
+        await index.upsert("keep", "k", np.ones(DIM))
+        with pytest.raises(SnapshotCorruptError, match="CURRENT is missing"):
+            await index.save()
+    finally:
+        await index.close()
+    assert snapshot_dirs(tmp_path) == before
+    assert not (tmp_path / "CURRENT").exists()
+
+
 async def test_crash_right_after_the_switch_keeps_the_new_snapshot(tmp_path: Path) -> None:
     """A save killed just after the atomic switch has its new snapshot loaded, complete."""
     first = await write_first_snapshot(tmp_path)

@@ -1,0 +1,164 @@
+"""Saves that overlap other work: two indexes on one directory, writes during the copy."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import resource
+import threading
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from app.vectors import VectorIndex, snapshot
+from app.vectors.snapshot_reader import read_snapshot
+from app.vectors.validation import Matrix
+
+DIM = 8
+
+
+async def loaded_namespaces(path: Path) -> dict[str, int]:
+    """The namespaces (and their counts) a fresh index loads from ``path``."""
+    index = VectorIndex(path, DIM)
+    try:
+        await index.load()
+        return {name: await index.count(name) for name in await index.namespaces()}
+    finally:
+        await index.close()
+
+
+# Two indexes on one directory ---------------------------------------------------------
+
+
+def test_prune_keeps_the_snapshot_a_later_save_switched_to(tmp_path: Path) -> None:
+    """prune of an older save keeps what CURRENT names now, and its predecessor."""
+    data = {"ns": snapshot.NamespaceData(np.ones((1, DIM), np.float32), ["a"], [None])}
+    first = snapshot.write_snapshot(tmp_path, DIM, data)
+    second = snapshot.write_snapshot(tmp_path, DIM, data)
+    third = snapshot.write_snapshot(tmp_path, DIM, data)
+    snapshot.prune(tmp_path, second)  # its own save's prune ran late: CURRENT is `third` now
+    names = sorted(path.name for path in tmp_path.glob("snapshot-*"))
+    assert names == [second.path.name, third.path.name]
+    assert first.path.name not in names
+
+
+async def test_interleaved_saves_of_two_indexes_leave_current_loadable(tmp_path: Path) -> None:
+    """Saves of two VectorIndex on one directory never prune the snapshot CURRENT names."""
+    first, second = VectorIndex(tmp_path, DIM, threads=2), VectorIndex(tmp_path, DIM, threads=2)
+    try:
+        await first.load()
+        await second.load()
+        for round_ in range(6):
+            await first.upsert("ns", f"a{round_}", np.ones(DIM))
+            await second.upsert("ns", f"b{round_}", np.ones(DIM))
+            await asyncio.gather(first.save(), second.save())
+    finally:
+        await first.close()
+        await second.close()
+    assert await loaded_namespaces(tmp_path) == {"ns": 6}
+
+
+# Writes while save() copies the state ---------------------------------------------------
+
+
+@pytest.fixture
+def paused_copy(monkeypatch: pytest.MonkeyPatch) -> tuple[threading.Event, threading.Event]:
+    """Make save()'s first matrix copy signal ``copying`` and wait for ``proceed``."""
+    copying, proceed = threading.Event(), threading.Event()
+    original: Callable[[Matrix], Matrix] = snapshot.copy_matrix
+
+    def paused(matrix: Matrix) -> Matrix:
+        if not copying.is_set():
+            copying.set()
+            assert proceed.wait(timeout=30)
+        return original(matrix)
+
+    monkeypatch.setattr(snapshot, "copy_matrix", paused)
+    return copying, proceed
+
+
+async def test_namespaces_created_during_the_copy_are_left_out_of_the_snapshot(
+    tmp_path: Path, paused_copy: tuple[threading.Event, threading.Event]
+) -> None:
+    """New namespaces created while save() copies neither break the save nor enter it."""
+    copying, proceed = paused_copy
+    index = VectorIndex(tmp_path, DIM, threads=2)
+    try:
+        await index.load()
+        for name in ("one", "two"):
+            await index.upsert_arrays(name, ["a", "b"], np.eye(2, DIM))
+        saving = asyncio.create_task(index.save())
+        assert await asyncio.to_thread(copying.wait, 30)
+        for i in range(20):
+            await index.upsert(f"new{i}", "x", np.ones(DIM))
+        proceed.set()
+        await saving
+        assert len(await index.namespaces()) == 22
+    finally:
+        proceed.set()
+        await index.close()
+    assert await loaded_namespaces(tmp_path) == {"one": 2, "two": 2}
+
+
+async def test_a_loaded_namespace_is_not_changed_while_save_copies_it(
+    tmp_path: Path, paused_copy: tuple[threading.Event, threading.Event]
+) -> None:
+    """An upsert into a namespace that came from load() waits until save() has copied it."""
+    copying, proceed = paused_copy
+    writer = VectorIndex(tmp_path, DIM)
+    try:
+        await writer.upsert_arrays("ns", ["a", "b"], np.eye(2, DIM))
+        proceed.set()  # this first save is not paused
+        await writer.save()
+    finally:
+        await writer.close()
+    copying.clear()
+    proceed.clear()
+    index = VectorIndex(tmp_path, DIM, threads=2)
+    try:
+        await index.load()
+        saving = asyncio.create_task(index.save())
+        assert await asyncio.to_thread(copying.wait, 30)
+        upserting = asyncio.create_task(index.upsert("ns", "late", np.ones(DIM)))
+        for _ in range(3):
+            await asyncio.sleep(0)
+        assert not upserting.done()  # it waits for the namespace lock the copy holds
+        proceed.set()
+        await saving
+        await upserting
+        assert await index.count("ns") == 3
+    finally:
+        proceed.set()
+        await index.close()
+    assert await loaded_namespaces(tmp_path) == {"ns": 2}  # the snapshot is of the copy
+
+
+# Many namespaces ----------------------------------------------------------------------
+
+
+@pytest.fixture
+def few_open_files() -> Iterator[int]:
+    """Lower this process's open-file limit to 100 above what is open now (restored after)."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    headroom = len(os.listdir("/proc/self/fd")) + 100
+    resource.setrlimit(resource.RLIMIT_NOFILE, (headroom, hard))
+    try:
+        yield headroom
+    finally:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
+
+
+def test_a_save_of_many_namespaces_keeps_few_files_open(
+    tmp_path: Path, few_open_files: int
+) -> None:
+    """300 namespaces are 600 files: written with 100 free descriptors, then read back."""
+    vectors = np.ones((1, DIM), np.float32)
+    data = {f"ns-{i}": snapshot.NamespaceData(vectors, [f"id-{i}"], [None]) for i in range(300)}
+    written = snapshot.write_snapshot(tmp_path, DIM, data)
+    name, stores = read_snapshot(tmp_path, DIM)
+    assert name == written.path.name
+    assert {namespace: len(store) for namespace, store in stores.items()} == {
+        namespace: 1 for namespace in data
+    }
