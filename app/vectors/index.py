@@ -312,8 +312,9 @@ class VectorIndex:
     async def save(self) -> None:
         """Write a complete snapshot and switch to it atomically (see ``snapshot.py``).
 
-        Older snapshots are removed on a worker thread after the switch; the next
-        ``save()`` and ``close()`` wait for that and raise its error, if any.
+        Older snapshots are removed on a worker thread after the switch; ``close()`` waits
+        for that and raises its error, if any; the next ``save()`` logs a failed removal
+        (``vectors.prune_failed``) and saves anyway, its own removal retrying.
         """
         self._check_open()
         async with self._save_gate:
@@ -322,7 +323,12 @@ class VectorIndex:
 
     async def _save(self) -> None:
         loop = asyncio.get_running_loop()
-        await self._await_pruning()
+        try:
+            await self._await_pruning()
+        except OSError:
+            # Only older snapshots were left behind: this save goes ahead (unsaved changes
+            # matter more), and its own prune removes them again.
+            log.exception("vectors.prune_failed", path=str(self.index_path))
         await loop.run_in_executor(self._executor, self._writer.acquire)
         async with self._lock.exclusive():
             generation = self._generation
@@ -411,8 +417,11 @@ class VectorIndex:
             if self._generation != self._saved_generation:
                 try:
                     await self.save()
-                except (OSError, RuntimeError):
-                    # Keep the task alive: the next tick retries, and shutdown saves again.
+                except BackendClosedError:
+                    return
+                except Exception:
+                    # Logged, and the task stays alive: the next tick retries, and the
+                    # shutdown save raises whatever still fails then.
                     log.exception("vectors.autosave_failed", path=str(self.index_path))
 
     async def close(self) -> None:

@@ -9,6 +9,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from structlog.testing import capture_logs
 
 import app.vectors.index as index_module
 from app.errors import DimensionMismatchError, InvalidIdentifierError, InvalidVectorError
@@ -426,6 +427,41 @@ async def test_v7_autosave_writes_a_snapshot_after_changes(tmp_path: Path) -> No
     try:
         await reader.load()
         assert await reader.count("ns") == 1
+    finally:
+        await reader.close()
+
+
+async def test_v7_autosave_outlives_a_failed_save_and_close_still_works(tmp_path: Path) -> None:
+    """A save that fails (CURRENT gone: SnapshotCorruptError) is logged; the next tick
+    saves again once the damage is repaired, and close() stops the task cleanly."""
+    index = VectorIndex(tmp_path, DIM)
+    pointer, aside = tmp_path / "CURRENT", tmp_path / "CURRENT.aside"
+    try:
+        await index.upsert("ns", "a", np.ones(DIM))
+        await index.save()
+        first = json.loads(pointer.read_text())["snapshot"]
+        pointer.rename(aside)
+        with capture_logs() as logs:
+            index.start_autosave(0.02)
+            await index.upsert("ns", "b", np.ones(DIM))
+            for _ in range(200):
+                if any(entry["event"] == "vectors.autosave_failed" for entry in logs):
+                    break
+                await asyncio.sleep(0.01)
+        failed = [entry for entry in logs if entry["event"] == "vectors.autosave_failed"]
+        assert failed, "the failed autosave was not logged"
+        aside.rename(pointer)
+        for _ in range(200):
+            if json.loads(pointer.read_text())["snapshot"] != first:
+                break
+            await asyncio.sleep(0.01)
+        assert json.loads(pointer.read_text())["snapshot"] != first
+    finally:
+        await index.close()
+    reader = VectorIndex(tmp_path, DIM)
+    try:
+        await reader.load()
+        assert await reader.count("ns") == 2
     finally:
         await reader.close()
 

@@ -11,6 +11,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from structlog.testing import capture_logs
 
 from app.vectors import VectorIndex, snapshot
 from app.vectors.snapshot_reader import read_snapshot
@@ -162,3 +163,32 @@ def test_a_save_of_many_namespaces_keeps_few_files_open(
     assert {namespace: len(store) for namespace, store in stores.items()} == {
         namespace: 1 for namespace in data
     }
+
+
+async def test_a_failed_cleanup_does_not_stop_the_next_save(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Removing older snapshots failed once: logged, and the next save still writes."""
+    real_prune = snapshot.prune
+    failures = iter([OSError("EROFS: read-only file system")])
+
+    def prune_failing_once(directory: Path, written: snapshot.Written) -> None:
+        failure = next(failures, None)
+        if failure is not None:
+            raise failure
+        real_prune(directory, written)
+
+    monkeypatch.setattr(snapshot, "prune", prune_failing_once)
+    index = VectorIndex(tmp_path, DIM)
+    try:
+        await index.upsert("ns", "a", np.ones(DIM, np.float32))
+        await index.save()
+        await index.upsert("ns", "b", np.ones(DIM, np.float32))
+        with capture_logs() as logs:
+            await index.save()
+    finally:
+        await index.close()
+    assert [entry["event"] for entry in logs if entry["log_level"] == "error"] == [
+        "vectors.prune_failed"
+    ]
+    assert await loaded_namespaces(tmp_path) == {"ns": 2}
