@@ -89,6 +89,10 @@ async def test_ids_with_slashes_round_trip(api: httpx.AsyncClient) -> None:
     assert (await api.get("/v1/vectors/docs/guides/a.md")).json()["id"] == "guides/a.md"
     assert (await api.delete("/v1/vectors/docs/guides/b/c.md")).status_code == 204
     assert_error(await api.get("/v1/vectors/docs/guides/b/c.md"), 404, "not_found")
+    control = await api.put("/v1/vectors/docs/line%0Abreak", json={"vector": [1, 1, 0, 0]})
+    assert control.json() == {"namespace": "docs", "id": "line\nbreak"}
+    bad_namespace = await api.put("/v1/vectors/Docs!/a%0Ab", json={"vector": [1, 1, 0, 0]})
+    assert_error(bad_namespace, 422, "invalid_request")
 
 
 async def test_vector_input_errors_are_422_and_change_nothing(api: httpx.AsyncClient) -> None:

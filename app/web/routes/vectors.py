@@ -13,7 +13,7 @@ from app.services import vectors as service
 from app.vectors import VectorRecord
 from app.web.errors import ERROR_RESPONSES, ApiError, ErrorBody
 from app.web.json_route import JSONRoute
-from app.web.params import Namespace, VectorId
+from app.web.params import VECTOR_ID_PATH, Namespace, VectorId
 from app.web.schemas import (
     BatchResult,
     Match,
@@ -73,13 +73,13 @@ def build_router(dimension: int) -> APIRouter:
             ]
         )
 
-    @router.put("/{namespace}/{vector_id:path}")
+    @router.put("/{namespace}/" + VECTOR_ID_PATH)
     async def upsert(namespace: Namespace, vector_id: VectorId, body: models.single) -> VectorRef:  # type: ignore[name-defined]
         """Insert or replace one vector and its metadata."""
         await service.upsert_vector(namespace, vector_id, body.vector, body.metadata)
         return VectorRef(namespace=namespace, id=vector_id)
 
-    @router.get("/{namespace}/{vector_id:path}", responses=NOT_FOUND)
+    @router.get("/{namespace}/" + VECTOR_ID_PATH, responses=NOT_FOUND)
     async def get(namespace: Namespace, vector_id: VectorId) -> VectorOut:
         """One stored vector (unit-normalised) with its metadata."""
         record = await service.get_vector(namespace, vector_id)
@@ -87,7 +87,7 @@ def build_router(dimension: int) -> APIRouter:
             raise _missing(namespace, vector_id)
         return vector_out(namespace, record)
 
-    @router.delete("/{namespace}/{vector_id:path}", status_code=204, responses=NOT_FOUND)
+    @router.delete("/{namespace}/" + VECTOR_ID_PATH, status_code=204, responses=NOT_FOUND)
     async def delete(namespace: Namespace, vector_id: VectorId) -> Response:
         """Delete one vector."""
         if not await service.delete_vector(namespace, vector_id):
