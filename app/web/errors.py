@@ -122,7 +122,7 @@ def install_error_handlers(app: FastAPI, routers: Sequence[APIRouter]) -> None:
     @app.exception_handler(RequestValidationError)
     async def invalid_request(request: Request, exc: RequestValidationError) -> JSONResponse:
         details = [
-            {"field": ".".join(str(p) for p in error["loc"]), "message": error["msg"]}
+            {"field": ".".join(str(p) for p in error["loc"]), "message": _message(error)}
             for error in exc.errors()
         ]
         return error_response(
@@ -151,12 +151,22 @@ def install_error_handlers(app: FastAPI, routers: Sequence[APIRouter]) -> None:
         return error_response(422, "invalid_input", str(exc), _request_id(request))
 
 
+def _message(error: Mapping[str, Any]) -> str:
+    """The validation message, with the reason FastAPI keeps aside for malformed JSON."""
+    reason = (error.get("ctx") or {}).get("error")
+    return (
+        f"{error['msg']}: {reason}"
+        if error.get("type") == "json_invalid" and reason
+        else error["msg"]
+    )
+
+
 def _described(description: str) -> dict[str, Any]:
     return {"model": ErrorBody, "description": description}
 
 
 ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
-    400: _described("the body is not valid JSON"),
+    400: _described("the body could not be read"),
     401: _described("missing or wrong bearer token"),
     413: _described("too large"),
     422: _described("invalid request or input"),

@@ -134,8 +134,14 @@ async def test_sessions(api: httpx.AsyncClient) -> None:
     refused = await api.put(
         "/v1/sessions/s2", content=not_text, headers={"Content-Type": "application/json"}
     )
-    assert_error(refused, 422, "invalid_request")
+    error = assert_error(refused, 422, "invalid_request")
+    assert "unpaired surrogate escape" in error["details"][0]["message"]
     assert_error(await api.get("/v1/sessions/s2"), 404, "not_found")
+    malformed = await api.put(
+        "/v1/sessions/s2", content=b'{"data": {', headers={"Content-Type": "application/json"}
+    )
+    error = assert_error(malformed, 422, "invalid_request")
+    assert error["details"][0]["message"].startswith("JSON decode error: ")
 
 
 async def test_locks_belong_to_the_caller(app_settings: Settings) -> None:

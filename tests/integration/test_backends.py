@@ -46,7 +46,10 @@ async def test_redis_resource_pings_and_closes(redis_url: str, unique_name: str)
         await client.set(f"{unique_name}:k", b"v", px=5000)
         assert await client.get(f"{unique_name}:k") == b"v"
         await client.delete(f"{unique_name}:k")
-    assert client.connection_pool._in_use_connections == set()
+        pool = client.connection_pool
+        opened = [*pool._available_connections, *pool._in_use_connections]
+        assert any(connection.is_connected for connection in opened)
+    assert not any(connection.is_connected for connection in opened)
 
 
 async def test_postgres_resource_on_the_real_server(postgres_dsn: str) -> None:
