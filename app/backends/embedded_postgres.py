@@ -29,6 +29,7 @@ log = structlog.get_logger(__name__)
 
 START_ATTEMPTS = 2
 ORPHAN_STOP_TIMEOUT_S = 10.0
+RETRY_PAUSE_S = 0.5
 
 
 class EmbeddedPostgresError(LifecycleError):
@@ -45,6 +46,8 @@ def _stop_orphan(pgdata: Path) -> None:
         pid = int((pgdata / "postmaster.pid").read_text().split("\n", 1)[0])
     except (OSError, ValueError):
         return
+    if pid <= 0:  # a single-user backend's (initdb's) file: no postmaster to stop, and
+        return  # os.kill of a negative number would signal a whole process group
     for sig in (signal.SIGINT, signal.SIGQUIT):  # fast shutdown, then immediate
         try:
             os.kill(pid, sig)
@@ -69,7 +72,9 @@ def _get_server(pgdata: Path) -> Any:
     for attempt in range(1, START_ATTEMPTS + 1):
         try:
             return get_server(pgdata, cleanup_mode="stop")
-        except (subprocess.SubprocessError, OSError) as exc:
+        # AssertionError: pgserver asserts on the shape of postmaster.pid, and once read it
+        # while initdb's single-user backend had its own (shorter, negative PID) file there.
+        except (subprocess.SubprocessError, OSError, AssertionError) as exc:
             # pgserver keeps the half-made handle and may leave the server running.
             PostgresServer._instances.pop(pgdata, None)
             _stop_orphan(pgdata)
@@ -78,6 +83,7 @@ def _get_server(pgdata: Path) -> Any:
                     f"embedded Postgres in {pgdata} did not start: {type(exc).__name__}: {exc}"
                 ) from exc
             log.warning("postgres.embedded_start_retry", pgdata=str(pgdata), error=str(exc))
+            time.sleep(RETRY_PAUSE_S)
     raise AssertionError("unreachable")
 
 
