@@ -22,6 +22,7 @@ from app.backends import (
 )
 from app.backends.rabbitmq import RabbitMQUnavailableError
 from settings import load_settings
+from tests.fakes.silent_server import silent_server
 from tests.fakes.tcp_proxy import TcpProxy
 
 pytestmark = pytest.mark.integration
@@ -98,29 +99,17 @@ async def test_elasticsearch_resource(elasticsearch_url: str, unique_name: str) 
 async def test_rabbitmq_connect_timeout_leaves_nothing_running() -> None:
     """A broker that accepts TCP but never answers: TimeoutError naming the setting, and no
     reconnecting task left behind to connect later."""
-    accepted: list[asyncio.StreamWriter] = []
-
-    async def hang(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        accepted.append(writer)
-
-    server = await asyncio.start_server(hang, "127.0.0.1", 0)
-    port = server.sockets[0].getsockname()[1]
-    settings = load_settings(
-        event_bus="rabbitmq",
-        rabbitmq={"url": f"amqp://guest:guest@127.0.0.1:{port}/", "connect_timeout_s": 0.2},
-    )
-    before = asyncio.all_tasks()
-    try:
+    async with silent_server() as (port, accepted):
+        settings = load_settings(
+            event_bus="rabbitmq",
+            rabbitmq={"url": f"amqp://guest:guest@127.0.0.1:{port}/", "connect_timeout_s": 0.2},
+        )
+        before = asyncio.all_tasks()
         with pytest.raises(TimeoutError, match="RABBITMQ__CONNECT_TIMEOUT_S"):
             await anext(rabbitmq_connection(settings.rabbitmq))
         await asyncio.sleep(0.3)  # a leftover reconnecting task would still be running
         assert asyncio.all_tasks() - before == set()
         assert accepted, "the client never reached the fake broker"
-    finally:
-        for writer in accepted:
-            writer.close()
-        server.close()
-        await server.wait_closed()
 
 
 async def test_rabbitmq_ping_fails_while_the_connection_is_down(rabbitmq_url: str) -> None:

@@ -20,6 +20,7 @@ from app.state import InMemoryStateBackend, RedisStateBackend
 from app.vectors import VectorIndex
 from containers import build_lifecycle, check_readiness, create_container
 from settings import load_settings
+from tests.fakes.silent_server import silent_server
 
 pytestmark = pytest.mark.integration
 
@@ -136,24 +137,36 @@ async def test_distributed_resolves_every_provider(
 async def test_unreachable_backend_fails_start_and_closes_the_rest(
     tmp_path: Path, postgres_dsn: str, redis_url: str
 ) -> None:
-    """An unreachable RabbitMQ fails the start with its masked address; Postgres is closed again."""
-    settings = load_settings(
-        deployment_mode="distributed",
-        event_bus="rabbitmq",
-        data_dir=tmp_path,
-        redis={"url": redis_url},
-        postgres={"dsn": postgres_dsn, "min_connections": 1, "max_connections": 2},
-        rabbitmq={"url": "amqp://guest:s3cret@127.0.0.1:1/", "connect_timeout_s": 2},
-        faiss={"index_path": tmp_path / "faiss", "dimension": 4},
-        state={"namespace": "unreachable-test"},
-    )
-    container = create_container(settings)
-    lifecycle = build_lifecycle(container)
-    with pytest.raises(ResourceStartError) as caught:
-        await lifecycle.start()
+    """A RabbitMQ that never answers fails the start with its masked address, after Postgres
+    and Redis came up: both are closed again."""
+    async with silent_server() as (port, _accepted):
+        settings = load_settings(
+            deployment_mode="distributed",
+            event_bus="rabbitmq",
+            data_dir=tmp_path,
+            redis={"url": redis_url},
+            postgres={"dsn": postgres_dsn, "min_connections": 1, "max_connections": 2},
+            rabbitmq={"url": f"amqp://guest:s3cret@127.0.0.1:{port}/", "connect_timeout_s": 1},
+            faiss={"index_path": tmp_path / "faiss", "dimension": 4},
+            state={"namespace": "unreachable-test"},
+        )
+        container = create_container(settings)
+        lifecycle = build_lifecycle(container)
+        seen_running: set[str] = set()
+
+        async def watch() -> None:
+            while True:
+                seen_running.update(lifecycle.started)
+                await asyncio.sleep(0.01)
+
+        watcher = asyncio.create_task(watch())
+        with pytest.raises(ResourceStartError) as caught:
+            await lifecycle.start()
+        watcher.cancel()
     message = str(caught.value)
-    assert message.startswith("rabbitmq failed to start (amqp://guest:***@127.0.0.1:1/)")
+    assert message.startswith(f"rabbitmq failed to start (amqp://guest:***@127.0.0.1:{port}/)")
     assert "s3cret" not in message
+    assert {"postgres", "redis"} <= seen_running, "the rollback had nothing to roll back"
     assert lifecycle.started == ()
     assert not container.postgres.initialized
     assert not container.redis.initialized

@@ -21,6 +21,7 @@ from app import (
     RedisConfig,
     ResourceStartError,
 )
+from tests.fakes.silent_server import silent_server
 from tests.fakes.tcp_proxy import TcpProxy
 
 pytestmark = pytest.mark.integration
@@ -149,21 +150,37 @@ async def _our_connections(postgres_dsn: str, application_name: str) -> int:
 async def test_unreachable_backend_fails_once_and_closes_the_rest(
     tmp_path: Path, postgres_dsn: str, redis_url: str, unique_name: str
 ) -> None:
-    """RabbitMQ unreachable: one clear error, and no Postgres connection of ours stays open."""
-    config = DataLayerConfig(
-        deployment_mode="distributed",
-        event_bus="rabbitmq",
-        redis=RedisConfig(url=redis_url),
-        postgres=PostgresConfig(dsn=postgres_dsn, application_name=unique_name, min_connections=2),
-        faiss=FaissConfig(index_path=tmp_path / "faiss", dimension=DIM),
-        rabbitmq={"url": "amqp://guest:guest@127.0.0.1:1/", "connect_timeout_s": 3},
-        state={"namespace": unique_name},
-    )
-    data = DataLayer(config)
-    with pytest.raises(
-        ResourceStartError, match=r"^rabbitmq failed to start \(amqp://guest:\*\*\*@"
-    ):
-        await data.start()
+    """RabbitMQ never answers: one clear error, and the Postgres connections of ours that were
+    open by then are closed again."""
+    postgres_was_up = asyncio.Event()
+
+    async def watch_postgres() -> None:
+        for _ in range(500):  # polls pg_stat_activity for ~10 s at most
+            if await _our_connections(postgres_dsn, unique_name):
+                postgres_was_up.set()
+                return
+            await asyncio.sleep(0.02)
+
+    async with silent_server() as (port, _accepted):
+        config = DataLayerConfig(
+            deployment_mode="distributed",
+            event_bus="rabbitmq",
+            redis=RedisConfig(url=redis_url),
+            postgres=PostgresConfig(
+                dsn=postgres_dsn, application_name=unique_name, min_connections=2
+            ),
+            faiss=FaissConfig(index_path=tmp_path / "faiss", dimension=DIM),
+            rabbitmq={"url": f"amqp://guest:guest@127.0.0.1:{port}/", "connect_timeout_s": 1},
+            state={"namespace": unique_name},
+        )
+        data = DataLayer(config)
+        watcher = asyncio.create_task(watch_postgres())
+        with pytest.raises(
+            ResourceStartError, match=r"^rabbitmq failed to start \(amqp://guest:\*\*\*@"
+        ):
+            await data.start()
+        watcher.cancel()
+    assert postgres_was_up.is_set(), "Postgres never came up: no rollback was tested"
     assert await _our_connections(postgres_dsn, unique_name) == 0
     with pytest.raises(NotStartedError):
         _ = data.postgres
