@@ -316,6 +316,7 @@ async def test_event_stream_refuses_a_bad_pattern_before_streaming(api: httpx.As
 
 
 async def test_event_stream_on_a_closed_bus_is_503(overridden_container: Any, fakes: Fakes) -> None:
+    """A stream asked of a bus that has closed is a 503 in the error shape, not a broken 200."""
     async with serve_app(overridden_container) as api:
         await fakes.bus.close(1.0)
         response = await api.get("/v1/events/stream", params={"pattern": "#"})

@@ -191,6 +191,7 @@ def test_serve_on_a_port_in_use_exits_2_and_leaves_nothing_running(tmp_path: Pat
 
 @pytest.mark.parametrize("port", ["70000", "0", "http"])
 def test_serve_refuses_a_port_out_of_range(tmp_path: Path, port: str) -> None:
+    """--port outside 1-65535 (or not a number) exits 2 naming the range, before anything starts."""
     result = run_app(tmp_path, "serve", "--port", port, API__AUTH="disabled")
     assert result.returncode == 2
     assert f"must be an int from 1 to 65535, got '{port}'" in result.stderr

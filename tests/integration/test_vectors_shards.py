@@ -71,6 +71,7 @@ def rewrite_manifest(path: Path, edit: Callable[[dict[str, Any]], None]) -> None
 
 @pytest.mark.usefixtures("three_shards")
 async def test_a_big_namespace_is_saved_in_shards_and_loads_back_exactly(tmp_path: Path) -> None:
+    """A namespace above the shard size is written as several files and loads back bit for bit."""
     saved = await save_alpha(tmp_path)
     folder = snapshot_folder(tmp_path)
     assert sorted(p.name for p in folder.glob("alpha*.npy")) == [
@@ -89,6 +90,7 @@ async def test_a_big_namespace_is_saved_in_shards_and_loads_back_exactly(tmp_pat
 
 @pytest.mark.usefixtures("three_shards")
 async def test_a_damaged_shard_is_named_in_the_error(tmp_path: Path) -> None:
+    """A corrupted shard file fails the load with SnapshotCorruptError naming that file."""
     await save_alpha(tmp_path)
     path = snapshot_folder(tmp_path) / "alpha.1.npy"
     data = bytearray(path.read_bytes())
@@ -113,6 +115,7 @@ async def test_a_damaged_shard_is_named_in_the_error(tmp_path: Path) -> None:
 async def test_shard_entries_must_match_the_count_and_the_files(
     tmp_path: Path, edit: Callable[[list[dict[str, Any]]], object], reason: str
 ) -> None:
+    """Shard entries whose rows or files disagree with the manifest's count are refused."""
     await save_alpha(tmp_path)
     rewrite_manifest(tmp_path, lambda m: edit(m["namespaces"]["alpha"]["vectors"]))
     with pytest.raises(SnapshotCorruptError, match=reason):
@@ -134,6 +137,7 @@ async def test_a_format_version_1_snapshot_still_loads(tmp_path: Path) -> None:
 
 
 async def test_an_unknown_format_version_is_refused(tmp_path: Path) -> None:
+    """A manifest of a format version this code does not know is refused, not guessed at."""
     await save_alpha(tmp_path)
     rewrite_manifest(tmp_path, lambda m: m.update(version=snapshot.FORMAT_VERSION + 1))
     with pytest.raises(SnapshotCorruptError, match="format version 3, this code reads"):
@@ -142,6 +146,7 @@ async def test_an_unknown_format_version_is_refused(tmp_path: Path) -> None:
 
 @pytest.mark.usefixtures("three_shards")
 def test_copy_matrix_copies_every_shard() -> None:
+    """copy_matrix returns an independent copy of every row, across shard boundaries."""
     source = np.arange(COUNT * DIM, dtype=np.float32).reshape(COUNT, DIM)
     copy = snapshot.copy_matrix(source)
     assert copy is not source
@@ -153,6 +158,7 @@ def test_copy_matrix_copies_every_shard() -> None:
 def test_shard_rows_cover_every_row_once(
     monkeypatch: pytest.MonkeyPatch, count: int, shards: int
 ) -> None:
+    """The shard ranges cover every row exactly once, in order."""
     monkeypatch.setattr(snapshot, "SHARD_MIN_BYTES", 4)
     monkeypatch.setattr(snapshot, "SHARDS_MAX", 3)
     ranges = snapshot.shard_rows(count, 1)

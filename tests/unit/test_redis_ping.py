@@ -38,6 +38,7 @@ async def started(*coroutines: Any) -> list[asyncio.Task[None]]:
 
 
 async def test_concurrent_pings_on_one_client_share_one_round_trip() -> None:
+    """Pings of one client made at the same time send one PING between them."""
     client = CountingClient()
     tasks = await started(*(ping_shared(as_redis(client)) for _ in range(3)))
     client.answer.set()
@@ -46,6 +47,7 @@ async def test_concurrent_pings_on_one_client_share_one_round_trip() -> None:
 
 
 async def test_a_ping_after_the_last_one_landed_goes_to_the_server_again() -> None:
+    """A ping that starts after the previous one answered sends a new PING."""
     client = CountingClient()
     client.answer.set()
     await ping_shared(as_redis(client))
@@ -54,6 +56,7 @@ async def test_a_ping_after_the_last_one_landed_goes_to_the_server_again() -> No
 
 
 async def test_pings_on_different_clients_are_not_shared() -> None:
+    """Each client gets its own PING: sharing is per client, never across clients."""
     first, second = CountingClient(), CountingClient()
     tasks = await started(ping_shared(as_redis(first)), ping_shared(as_redis(second)))
     first.answer.set()
@@ -63,6 +66,7 @@ async def test_pings_on_different_clients_are_not_shared() -> None:
 
 
 async def test_every_waiter_gets_the_error_of_the_shared_ping() -> None:
+    """When the shared PING fails, every caller waiting on it gets that error."""
     client = CountingClient(RedisConnectionError("connection refused"))
     tasks = await started(ping_shared(as_redis(client)), ping_shared(as_redis(client)))
     client.answer.set()
@@ -72,6 +76,7 @@ async def test_every_waiter_gets_the_error_of_the_shared_ping() -> None:
 
 
 async def test_cancelling_the_first_caller_leaves_the_ping_to_the_others() -> None:
+    """Cancelling the caller that started the PING does not cancel it for the others."""
     client = CountingClient()
     first, second = await started(ping_shared(as_redis(client)), ping_shared(as_redis(client)))
     first.cancel()

@@ -276,6 +276,7 @@ def test_readme_documents_every_setting() -> None:
 
 
 def test_elasticsearch_hosts_with_credentials_stay_out_of_repr() -> None:
+    """Elasticsearch host URLs, which may carry credentials, never show in the settings' repr."""
     settings = load_settings(elasticsearch={"hosts": ["https://elastic:hunter2@es:9200"]})
     assert "hunter2" not in repr(settings)
     assert "hunter2" not in str(settings)
@@ -283,6 +284,7 @@ def test_elasticsearch_hosts_with_credentials_stay_out_of_repr() -> None:
 
 
 def test_elasticsearch_password_without_username_is_refused() -> None:
+    """ELASTICSEARCH__PASSWORD without a username is a configuration error, not ignored."""
     with pytest.raises(ConfigurationError, match="ELASTICSEARCH__USERNAME is not") as caught:
         load_settings(elasticsearch={"hosts": ["http://es:9200"], "password": "hunter2"})
     assert "hunter2" not in str(caught.value)

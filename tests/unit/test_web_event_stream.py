@@ -29,6 +29,7 @@ async def frames(stream: ScriptedStream) -> list[bytes]:
 
 
 async def test_a_lagging_consumer_gets_an_error_event_and_the_stream_ends() -> None:
+    """A consumer that fell too far behind gets an error event, then the stream ends cleanly."""
     event = DataEvent(type="user.created", resource="user", key="u1")
     lagged = StreamOverflowError("stream for '#' fell 1000 events behind")
     sent = await frames(ScriptedStream(None, event, lagged))

@@ -56,6 +56,7 @@ def post(client: httpx.AsyncClient, raw: bytes) -> Any:
     ],
 )
 async def test_body_parses_as_the_stdlib_would(client: httpx.AsyncClient, raw: bytes) -> None:
+    """Valid bodies parse to exactly what json.loads gives (big ints, duplicate keys, escapes)."""
     response = await post(client, raw)
     assert response.status_code == 200
     assert response.json() == {"got": json.loads(raw)}
@@ -82,6 +83,7 @@ async def test_lone_surrogate_escape_is_json_invalid(
 
 
 async def test_surrogate_pair_escape_is_one_character(client: httpx.AsyncClient) -> None:
+    """A correctly paired surrogate escape is one character, as in the stdlib."""
     headers = {"Content-Type": "application/json"}
     raw = b'{"text": "\\ud83d\\ude00"}'
     response = await client.post("/code-points", content=raw, headers=headers)
@@ -90,6 +92,7 @@ async def test_surrogate_pair_escape_is_one_character(client: httpx.AsyncClient)
 
 
 async def test_malformed_json_gets_fastapis_json_invalid_error(client: httpx.AsyncClient) -> None:
+    """Malformed JSON gets FastAPI's json_invalid error at the stdlib's position."""
     response = await post(client, b'{"vector": [1, 2')
     assert response.status_code == 422
     (error,) = response.json()["detail"]
@@ -98,6 +101,7 @@ async def test_malformed_json_gets_fastapis_json_invalid_error(client: httpx.Asy
 
 
 def test_only_routes_with_a_body_are_wrapped() -> None:
+    """Routes without a body are left as FastAPI made them (no wrapper on the way)."""
     wrapper = "JSONRoute.get_route_handler.<locals>.handle"
     handlers = {
         route.path: route.get_route_handler().__qualname__
