@@ -207,7 +207,10 @@ class ApiSettings(Section):
     port: int = Field(default=8000, gt=0, lt=65536)
     auth: ApiAuth = ApiAuth.ENABLED
     tokens: Annotated[list[SecretStr], NoDecode] = Field(default_factory=list)
-    rate_limit: int = Field(default=600, ge=0)
-    rate_limit_window_seconds: PositiveSeconds = 60.0
+    # Upper bounds: the state backends' (app.state.MAX_LIMIT, MAX_DURATION_SECONDS).
+    rate_limit: int = Field(default=600, ge=0, le=2**53 - 1)
+    rate_limit_window_seconds: float = Field(
+        default=60.0, gt=0, le=2**53 // 1000, allow_inf_nan=False
+    )
 
     _split_tokens = field_validator("tokens", mode="before")(split_list)

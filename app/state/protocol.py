@@ -19,7 +19,13 @@ Vector = Sequence[float] | np.ndarray[Any, Any]
 
 @runtime_checkable
 class StateBackend(Protocol):
-    """Rate limits, leases, an embedding cache, sessions and plain values under one namespace."""
+    """Rate limits, leases, an embedding cache, sessions and plain values under one namespace.
+
+    Durations (``ttl``, ``ttl_seconds``, ``window_seconds``) are seconds up to
+    ``MAX_DURATION_SECONDS`` (2**53 ms), ``limit`` an int up to ``MAX_LIMIT`` (2**53 - 1) and
+    ``amount`` a signed 64-bit int; anything else is a ``ValueError`` (``TypeError`` for a
+    non-int amount) before anything is stored.
+    """
 
     async def rate_limit_check(
         self, user_id: str, limit: int, window_seconds: float, *, scope: str = "default"

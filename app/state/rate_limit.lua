@@ -1,5 +1,6 @@
 -- Sliding-log rate limit: one sorted set of allowed calls per (scope, user, window).
--- KEYS[1] the log; ARGV[1] limit (>= 1); ARGV[2] window in microseconds; ARGV[3] window in ms.
+-- KEYS[1] the log; ARGV[1] limit (1 to 2^53 - 1, so every count below is exact as a Lua
+-- number); ARGV[2] window in microseconds; ARGV[3] window in ms.
 -- Returns {1, remaining} when the call is allowed and recorded, {0, 0} when it is denied.
 -- Scores are microseconds since the epoch: integers below 2^53, exact as Lua numbers.
 local key = KEYS[1]
@@ -22,5 +23,8 @@ local n = count
 while redis.call('ZADD', key, 'NX', now, stamp .. n) == 0 do
   n = n + 1
 end
+-- PEXPIRE cannot fail after the ZADD above (which would leave a log that never expires):
+-- ARGV[3] is a whole number of ms from 1 to 2^53 (window_seconds is capped at 2^53 ms in
+-- app/state/validation.py), an integer far below Redis' limit of 2^63 ms after now.
 redis.call('PEXPIRE', key, ARGV[3])
 return {1, limit - count - 1}

@@ -19,11 +19,11 @@ from typing import Any, Final
 
 import structlog
 from redis.asyncio import Redis
+from redis.exceptions import ClusterDownError, OutOfMemoryError, ReadOnlyError, ResponseError
 from redis.exceptions import ConnectionError as RedisConnectionError
-from redis.exceptions import ResponseError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
-from app.errors import BackendClosedError, StateBackendUnavailableError
+from app.errors import BackendClosedError, StateBackendError, StateBackendUnavailableError
 from app.redis_ping import ping_shared
 from app.state import codec
 from app.state.protocol import Vector
@@ -47,6 +47,23 @@ log = structlog.get_logger(__name__)
 
 _WINDOW_CACHE_SIZE: Final = 1024
 _UNAVAILABLE: Final = (RedisConnectionError, RedisTimeoutError)
+# Replies meaning "Redis cannot serve this now" (a replica, out of memory, busy with a script,
+# loading, failing over): the call may succeed later, so they are StateBackendUnavailableError.
+# Any other reply error (WRONGTYPE on a foreign key, a script bug) is a StateBackendError.
+_REFUSED_NOW: Final = (ReadOnlyError, OutOfMemoryError, ClusterDownError)
+_REFUSED_NOW_CODES: Final = frozenset(
+    (
+        "READONLY",
+        "OOM",
+        "BUSY",
+        "LOADING",
+        "MASTERDOWN",
+        "CLUSTERDOWN",
+        "TRYAGAIN",
+        "MISCONF",
+        "NOREPLICAS",
+    ),
+)
 
 
 class RedisStateBackend:
@@ -100,17 +117,29 @@ class RedisStateBackend:
             f"Redis did not answer {what} for state namespace {self.namespace!r}: {exc}"
         )
 
+    def _refused(self, what: str, exc: ResponseError) -> StateBackendError:
+        """Redis answered ``what`` with an error reply: typed, with Redis' own words."""
+        code = exc.status_code or str(exc).partition(" ")[0]
+        message = f"Redis refused {what} for state namespace {self.namespace!r}: {exc}"
+        if isinstance(exc, _REFUSED_NOW) or code in _REFUSED_NOW_CODES:
+            return StateBackendUnavailableError(message)
+        return StateBackendError(message)
+
     async def _command(self, *args: Any) -> Any:
         try:
             return await self._redis.execute_command(*args)  # type: ignore[no-untyped-call]
         except _UNAVAILABLE as exc:
             raise self._unavailable(args[0], exc) from exc
+        except ResponseError as exc:
+            raise self._refused(args[0], exc) from exc
 
     async def _eval(self, script: LuaScript, key: str, *args: Any) -> Any:
         try:
             return await script.run(self._redis, 1, key, *args)
         except _UNAVAILABLE as exc:
             raise self._unavailable(f"script {script.name}", exc) from exc
+        except ResponseError as exc:
+            raise self._refused(f"script {script.name}", exc) from exc
 
     async def ping(self) -> bool:
         """Round-trip to Redis; True if it answered."""
@@ -265,16 +294,24 @@ class RedisStateBackend:
         check_key(key)
         check_amount(amount)
         ttl_ms = check_ttl(ttl)
+        script = self._increment
         try:
-            result = await self._eval(
-                self._increment, self._values + key, amount, "" if ttl_ms is None else ttl_ms
+            result = await script.run(
+                self._redis, 1, self._values + key, amount, "" if ttl_ms is None else ttl_ms
             )
+        except _UNAVAILABLE as exc:
+            raise self._unavailable(f"script {script.name}", exc) from exc
         except ResponseError as exc:
-            if "overflow" in str(exc):
+            # INCRBY's two replies about the stored value; amount and ttl were validated, so
+            # neither can be about them (see increment.lua). Anything else is Redis refusing.
+            reply = str(exc)
+            if "not an integer or out of range" in reply:
+                raise TypeError(
+                    f"value under key {key!r} must be a signed 64-bit int to increment: {reply}"
+                ) from exc
+            if "increment or decrement would overflow" in reply:
                 raise ValueError(
                     f"increment of key {key!r} by {amount} would overflow a signed 64-bit int"
                 ) from exc
-            raise TypeError(
-                f"value under key {key!r} must be a signed 64-bit int to increment: {exc}"
-            ) from exc
+            raise self._refused(f"script {script.name}", exc) from exc
         return int(result)

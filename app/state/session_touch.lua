@@ -4,8 +4,10 @@ local blob = redis.call('GET', KEYS[1])
 if not blob then
   return false
 end
-local ttl = tonumber(string.match(blob, '^(%d+):'))
-if ttl and ttl > 0 then
+-- The TTL goes to PEXPIRE as the stored digits (at most 2^53 ms, validated when the session
+-- was set), not as a Lua number, whose formatting Redis versions differ on.
+local ttl = string.match(blob, '^(%d+):')
+if ttl and tonumber(ttl) > 0 then
   redis.call('PEXPIRE', KEYS[1], ttl)
 end
 return blob

@@ -2,6 +2,18 @@
 
 They run on every call, the rate limiter's hot path included, so each is a few type and
 range comparisons. Every failure names the argument, what was expected and what came.
+
+Both backends enforce the same caps, chosen from what Redis can represent exactly, so a call
+that one backend accepts never fails differently on the other:
+
+- durations (``ttl``, ``ttl_seconds``, ``window_seconds``): at most
+  :data:`MAX_DURATION_SECONDS` = 2**53 ms in whole seconds (9,007,199,254,740 s, about
+  285,000 years). The expiry in milliseconds then is an exact float and an integer far below
+  Redis' limit of 2**63 ms after now, so ``SET PX`` and ``PEXPIRE`` always accept it;
+- rate limits: at most :data:`MAX_LIMIT` = 2**53 - 1, the largest count a Lua number (a
+  double) in the rate-limit script holds exactly;
+- increment amounts: a signed 64-bit int, as ``INCRBY`` takes it (it never passes through a
+  Lua number).
 """
 
 from __future__ import annotations
@@ -13,7 +25,9 @@ __all__ = [
     "DEFAULT_MAX_VALUE_BYTES",
     "INT64_MAX",
     "INT64_MIN",
+    "MAX_DURATION_SECONDS",
     "MAX_KEY_BYTES",
+    "MAX_LIMIT",
     "check_amount",
     "check_key",
     "check_limit",
@@ -29,6 +43,10 @@ MAX_KEY_BYTES: Final = 1024
 DEFAULT_MAX_VALUE_BYTES: Final = 1024 * 1024
 INT64_MIN: Final = -(2**63)
 INT64_MAX: Final = 2**63 - 1
+MAX_DURATION_SECONDS: Final = 2**53 // 1000
+"""The longest ttl / lease / window in seconds: 2**53 ms rounded down to whole seconds."""
+MAX_LIMIT: Final = 2**53 - 1
+"""The largest rate limit: every count up to it is exact as a Lua number."""
 _MIN_LOCK_TTL: Final = 0.001
 
 
@@ -70,44 +88,50 @@ def check_key(value: Any, arg: str = "key") -> str:
 
 
 def check_limit(value: Any) -> int:
-    """Return ``value`` if it is an int >= 0 (bool rejected), else ValueError."""
-    if type(value) is int and value >= 0:
+    """Return ``value`` if it is an int in ``[0, MAX_LIMIT]`` (bool rejected), else ValueError."""
+    if type(value) is int and 0 <= value <= MAX_LIMIT:
         return value
-    raise ValueError(f"limit must be an int >= 0, got {show(value)}")
+    raise ValueError(f"limit must be an int >= 0 and <= {MAX_LIMIT} (2**53 - 1), got {show(value)}")
 
 
 def check_window(value: Any, arg: str = "window_seconds") -> float:
-    """Return ``value`` as a float if it is a finite number > 0 (bool rejected), else ValueError."""
+    """Return ``value`` as a float if it is a number in ``(0, MAX_DURATION_SECONDS]`` (bool
+    rejected), else ValueError."""
     kind = type(value)
-    if (kind is float or kind is int) and 0 < value < math.inf:
+    if (kind is float or kind is int) and 0 < value <= MAX_DURATION_SECONDS:
         return float(value)
-    raise ValueError(f"{arg} must be a finite number > 0, got {show(value)}")
+    raise ValueError(
+        f"{arg} must be a finite number > 0 and <= {MAX_DURATION_SECONDS} (seconds),"
+        f" got {show(value)}"
+    )
 
 
 def _seconds(value: Any, arg: str, minimum: float, allow_none: bool) -> int | None:
     kind = type(value)
     if value is None and allow_none:
         return None
-    if (kind is float or kind is int) and minimum <= value < math.inf and value > 0:
+    if (kind is float or kind is int) and minimum <= value <= MAX_DURATION_SECONDS and value > 0:
+        # value * 1000 <= 9_007_199_254_740_000 < 2**53: exact once rounded up to an integer
         ms: int = max(1, math.ceil(value * 1000))
         return ms
-    expected = (
-        f"a finite number of seconds >= {minimum:g}"
-        if minimum
-        else "a finite number of seconds > 0"
-    )
+    lower = f">= {minimum:g}" if minimum else "> 0"
+    expected = f"a finite number of seconds {lower} and <= {MAX_DURATION_SECONDS}"
     if allow_none:
-        expected += " or None"
+        expected += ", or None"
     raise ValueError(f"{arg} must be {expected}, got {show(value)}")
 
 
 def check_ttl(value: Any, arg: str = "ttl") -> int | None:
-    """Return a TTL in whole milliseconds (rounded up, at least 1), or None for no expiry."""
+    """Return a TTL in whole milliseconds (rounded up, at least 1), or None for no expiry.
+
+    ``value`` must be a number of seconds in ``(0, MAX_DURATION_SECONDS]`` or None.
+    """
     return _seconds(value, arg, 0.0, allow_none=True)
 
 
 def check_lock_ttl(value: Any) -> int:
-    """Return a lock lease in whole milliseconds; ``ttl_seconds`` must be finite and >= 0.001."""
+    """Return a lock lease in whole milliseconds; ``ttl_seconds`` must be a number in
+    ``[0.001, MAX_DURATION_SECONDS]``."""
     ms = _seconds(value, "ttl_seconds", _MIN_LOCK_TTL, allow_none=False)
     assert ms is not None
     return ms
@@ -127,5 +151,8 @@ def check_amount(value: Any) -> int:
     if type(value) is not int:
         raise TypeError(f"amount must be an int, got {show(value)}")
     if not INT64_MIN <= value <= INT64_MAX:
-        raise ValueError(f"amount must fit in a signed 64-bit integer, got {value}")
+        raise ValueError(
+            f"amount must be an int >= {INT64_MIN} and <= {INT64_MAX} (signed 64 bits),"
+            f" got {show(value)}"
+        )
     return value

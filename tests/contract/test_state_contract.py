@@ -15,9 +15,10 @@ from typing import Any
 
 import numpy as np
 import pytest
+from redis.exceptions import ResponseError
 from structlog.testing import capture_logs
 
-from app.errors import BackendClosedError
+from app.errors import BackendClosedError, StateBackendError
 from app.state import InMemoryStateBackend, RedisStateBackend, StateBackend
 from tests.contract.state_harness import BACKENDS, Harness, Kind, open_harness
 
@@ -192,7 +193,7 @@ async def test_k2_bad_ttl_raises_value_error_and_changes_nothing(h: Harness, bad
         lambda: b.increment("c", ttl=bad),
     ]
     for call in calls:
-        with pytest.raises(ValueError, match="ttl must be a finite number of seconds > 0 or None"):
+        with pytest.raises(ValueError, match="ttl must be a finite number of seconds > 0 and <= "):
             await call()
     assert await b.get_value("k") == "old"
     assert await b.get_session("s") == {"old": True}
@@ -687,3 +688,161 @@ async def test_ss1_reads_refresh_the_ttl_only_with_touch(h: Harness) -> None:
     assert await b.get_session("touched") == {"a": 1}
     await h.advance(0.15)
     assert await b.get_session("touched") is None
+
+
+# -- Caps on durations and counts (K2, R1, L1: what both backends can represent) ----------
+
+# Durations (ttl, ttl_seconds, window_seconds) are capped at 2**53 ms in whole seconds, about
+# 285,000 years: the expiry in milliseconds stays an exact float and far below Redis' limit of
+# 2**63 ms from now. Rate limits are capped at 2**53 - 1, the largest count Lua keeps exact.
+MAX_SECONDS = 2**53 // 1000
+MAX_LIMIT = 2**53 - 1
+MAX_SECONDS_TEXT = f"<= {MAX_SECONDS}"
+
+
+def capped_calls(
+    b: StateBackend, value: Any
+) -> dict[str, tuple[str, Callable[[], Awaitable[object]]]]:
+    """Every call with a capped duration or count, given ``value`` there: id -> (arg, call)."""
+    return {
+        "set_value": ("ttl", lambda: b.set_value("k", "new", ttl=value)),
+        "set_session": ("ttl", lambda: b.set_session("s", {"new": True}, ttl=value)),
+        "cache_embedding": ("ttl", lambda: b.cache_embedding("e", [1.0], ttl=value)),
+        "increment": ("ttl", lambda: b.increment("c", 5, ttl=value)),
+        "acquire_lock": ("ttl_seconds", lambda: b.acquire_lock("l", value, "a")),
+        "extend_lock": ("ttl_seconds", lambda: b.extend_lock("l", value, "a")),
+        "rate_limit_window": ("window_seconds", lambda: b.rate_limit_check("u", 3, value)),
+    }
+
+
+@pytest.mark.parametrize(
+    "call_id",
+    [
+        "set_value",
+        "set_session",
+        "cache_embedding",
+        "increment",
+        "acquire_lock",
+        "extend_lock",
+        "rate_limit_window",
+    ],
+)
+@pytest.mark.parametrize(
+    "too_long",
+    [MAX_SECONDS + 1, MAX_SECONDS + 0.5, 1e17, 2**70, 1.7e308],
+    ids=["max+1", "max+0.5", "1e17", "2**70", "1.7e308"],
+)
+async def test_caps_too_long_durations_are_refused_and_store_nothing(
+    h: Harness, call_id: str, too_long: Any
+) -> None:
+    """K2/L1/R1 caps: a duration over 2**53 ms -> ValueError naming arg, bound, value; no write."""
+    arg, call = capped_calls(h.backend, too_long)[call_id]
+    with pytest.raises(ValueError, match=f"^{arg} must be a finite number") as info:
+        await call()
+    message = str(info.value)
+    assert message.startswith(f"{arg} must be a finite number"), message
+    assert MAX_SECONDS_TEXT in message
+    assert message.endswith(f"got {type(too_long).__name__} {too_long!r}"), message
+    assert await h.footprint() == 0
+
+
+@pytest.mark.parametrize("too_many", [MAX_LIMIT + 1, 2**63, 2**70], ids=["max+1", "2**63", "2**70"])
+async def test_caps_too_large_limits_are_refused_and_store_nothing(
+    h: Harness, too_many: int
+) -> None:
+    """R1 cap: limit over 2**53 - 1 -> ValueError naming limit, the bound and the value."""
+    with pytest.raises(ValueError, match=r"^limit must be an int >= 0") as info:
+        await h.backend.rate_limit_check("u", too_many, 1.0)
+    message = str(info.value)
+    assert message.startswith("limit must be an int >= 0"), message
+    assert f"<= {MAX_LIMIT}" in message
+    assert message.endswith(f"got int {too_many}"), message
+    assert await h.footprint() == 0
+
+
+async def test_caps_refusals_keep_what_was_stored(h: Harness) -> None:
+    """A refused too-long ttl changes no stored value, session, counter or lease."""
+    b = h.backend
+    await b.set_value("k", "old")
+    await b.set_session("s", {"old": True})
+    assert await b.increment("c", 1, ttl=0.3) == 1
+    assert await b.acquire_lock("l", 0.3, "a")
+    for _, call in capped_calls(b, 1e17).values():
+        with pytest.raises(ValueError, match=MAX_SECONDS_TEXT):
+            await call()
+    assert await b.get_value("k") == "old"
+    assert await b.get_session("s") == {"old": True}
+    assert await b.get_value("c") == 1
+    assert await b.acquire_lock("l", 1, "b") is False
+    await h.advance(0.35)  # the refused extend_lock did not lengthen the 0.3 s lease
+    assert await b.get_value("c") is None
+    assert await b.acquire_lock("l", 1, "b") is True
+
+
+async def test_caps_the_largest_allowed_values_work(h: Harness) -> None:
+    """The maxima are usable: max ttl / lease / window store and read back, max limit counts."""
+    b = h.backend
+    for longest in (MAX_SECONDS, float(MAX_SECONDS)):
+        await b.set_value("k", {"v": 1}, ttl=longest)
+        assert await b.get_value("k") == {"v": 1}
+    await b.set_session("s", {"a": 1}, ttl=MAX_SECONDS)
+    assert await b.get_session("s", touch=True) == {"a": 1}
+    assert await b.get_session("s") == {"a": 1}
+    await b.cache_embedding("e", [0.5], ttl=MAX_SECONDS)
+    assert await b.get_cached_embedding("e") == [0.5]
+    assert await b.increment("c", 5, ttl=MAX_SECONDS) == 5
+    assert await b.increment("c", 1, ttl=MAX_SECONDS) == 6
+    assert await b.get_value("c") == 6
+    assert await b.increment("lo", -(2**63)) == -(2**63)
+    assert await b.increment("hi", 2**63 - 1) == 2**63 - 1
+    assert await b.acquire_lock("l", MAX_SECONDS, "a") is True
+    assert await b.extend_lock("l", MAX_SECONDS, "a") is True
+    assert await b.acquire_lock("l", 1, "b") is False
+    assert await b.rate_limit_check("u", MAX_LIMIT, MAX_SECONDS) == (True, MAX_LIMIT - 1)
+    assert await b.rate_limit_check("u", MAX_LIMIT, MAX_SECONDS) == (True, MAX_LIMIT - 2)
+    assert await b.rate_limit_check("w", 2, MAX_SECONDS) == (True, 1)
+    if h.redis is not None:  # every key got its expiry (none left without one)
+        ttls = {key: await h.redis.pttl(key) for key in await h.raw_keys()}
+        bare = {f"{h.namespace}:v:{name}".encode() for name in ("lo", "hi")}
+        assert all(ttl == -1 for key, ttl in ttls.items() if key in bare)
+        expiring = [ttl for key, ttl in ttls.items() if key not in bare]
+        assert len(expiring) == 7
+        assert all(MAX_SECONDS * 1000 - 60_000 < ttl <= MAX_SECONDS * 1000 for ttl in expiring)
+    else:  # the fake clock can run to the end of the longest ttl
+        await h.advance(MAX_SECONDS + 1)
+        assert await b.get_value("k") is None
+        assert await b.get_session("s") is None
+        assert await b.get_cached_embedding("e") is None
+        assert await b.get_value("c") is None
+        assert await b.get_value("hi") == 2**63 - 1
+        assert await b.acquire_lock("l", 1, "b") is True
+        assert await b.rate_limit_check("u", 1, MAX_SECONDS) == (True, 0)
+
+
+def test_caps_are_the_documented_constants() -> None:
+    """The validation module exports the caps the tests above assume."""
+    from app.state import validation
+
+    assert validation.MAX_DURATION_SECONDS == MAX_SECONDS
+    assert validation.MAX_LIMIT == MAX_LIMIT
+    assert (MAX_SECONDS * 1000) < 2**53  # the longest expiry in ms is an exact float
+
+
+# -- Redis reply errors (RedisStateBackend only) ------------------------------------------
+
+
+async def test_increment_maps_only_a_non_integer_reply_to_type_error(
+    redis_url: str, unique_name: str
+) -> None:
+    """A reply error other than "not an integer" (here WRONGTYPE) is a StateBackendError."""
+    async with open_harness("redis", unique_name, redis_url) as h:
+        assert h.redis is not None
+        raw = f"{unique_name}:v:k"
+        await h.redis.hset(raw, "field", "1")
+        with pytest.raises(StateBackendError, match="WRONGTYPE") as info:
+            await h.backend.increment("k")
+        assert not isinstance(info.value, TypeError)
+        assert isinstance(info.value.__cause__, ResponseError)
+        assert await h.redis.hgetall(raw) == {b"field": b"1"}
+        with pytest.raises(StateBackendError, match="WRONGTYPE"):
+            await h.backend.get_value("k")

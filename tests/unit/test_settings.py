@@ -10,6 +10,7 @@ import pytest
 from pydantic import BaseModel, SecretStr
 
 from app.errors import ConfigurationError
+from app.state import MAX_DURATION_SECONDS, MAX_LIMIT
 from settings import (
     DeploymentMode,
     EventBusKind,
@@ -288,3 +289,18 @@ def test_elasticsearch_password_without_username_is_refused() -> None:
     with pytest.raises(ConfigurationError, match="ELASTICSEARCH__USERNAME is not") as caught:
         load_settings(elasticsearch={"hosts": ["http://es:9200"], "password": "hunter2"})
     assert "hunter2" not in str(caught.value)
+
+
+def test_rate_limit_settings_stay_within_what_the_state_backends_accept() -> None:
+    """API__RATE_LIMIT and its window are refused at start above the state backends' caps."""
+    top = load_settings(
+        api={"rate_limit": MAX_LIMIT, "rate_limit_window_seconds": MAX_DURATION_SECONDS}
+    )
+    assert (top.api.rate_limit, top.api.rate_limit_window_seconds) == (
+        MAX_LIMIT,
+        MAX_DURATION_SECONDS,
+    )
+    with pytest.raises(ConfigurationError, match="API__RATE_LIMIT"):
+        load_settings(api={"rate_limit": MAX_LIMIT + 1})
+    with pytest.raises(ConfigurationError, match="API__RATE_LIMIT_WINDOW_SECONDS"):
+        load_settings(api={"rate_limit_window_seconds": MAX_DURATION_SECONDS * 2})

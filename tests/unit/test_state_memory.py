@@ -88,7 +88,7 @@ async def test_start_without_interval_creates_no_task_and_start_twice_fails() ->
 async def test_start_rejects_a_bad_interval(bad: object) -> None:
     """start() needs a finite positive sweep_interval_s or None."""
     backend = InMemoryStateBackend()
-    with pytest.raises(ValueError, match="sweep_interval_s must be a finite number > 0"):
+    with pytest.raises(ValueError, match="sweep_interval_s must be a finite number > 0 and <= "):
         await backend.start(bad)  # type: ignore[arg-type]
     assert backend._sweeper is None
     await backend.start(None)  # the failed start did not count
