@@ -10,6 +10,13 @@ type and the settle callbacks: in-process items are ``(event, payload_json)`` an
 letter goes to ``bus.dead_letters``; RabbitMQ items are incoming messages, acked on
 success and rejected to the dead-letter exchange.
 
+A failed run is any exception from the handler except a cancellation: ``Exception``s and
+other ``BaseException``s alike (pytest's outcomes, a ``BaseExceptionGroup``). A
+``KeyboardInterrupt`` or ``SystemExit`` also counts as a failed run, but it is not
+retried: the delivery is settled at once (dead-lettered if that was the last attempt,
+else given back: RabbitMQ nacks it for redelivery, in-process it is dropped, counted)
+and the interrupt is re-raised. A worker it ends is replaced.
+
 Handler timeouts use one ``Deadlines`` per dispatcher (one timer, not one per run).
 """
 
@@ -34,6 +41,8 @@ log = structlog.get_logger(__name__)
 
 T = TypeVar("T")
 MAX_BACKOFF_S: Final = 10.0
+# Settled at once and re-raised, never retried (the process is being stopped).
+INTERRUPTS: Final = (KeyboardInterrupt, SystemExit)
 # Backpressure for in-process publishers: over HIGH_WATER queued items ``publish`` waits
 # until the queue is down to LOW_WATER (except when called from a handler: no deadlock).
 HIGH_WATER: Final = 1024
@@ -59,6 +68,7 @@ class Dispatcher(Generic[T]):
         decode: Callable[[T], DataEvent],
         on_success: Callable[[T], Awaitable[None]] | None,
         on_dead: Callable[[T, DeadLetter], Awaitable[None]],
+        on_requeue: Callable[[T], Awaitable[None]],
         on_drop: Callable[[T], None],
         on_error: Callable[[BaseException], None],
     ) -> None:
@@ -69,6 +79,7 @@ class Dispatcher(Generic[T]):
         self._decode = decode
         self._on_success = on_success
         self._on_dead = on_dead
+        self._on_requeue = on_requeue
         self._on_drop = on_drop
         self._on_error = on_error
         self._queue: deque[T] = deque()
@@ -151,20 +162,27 @@ class Dispatcher(Generic[T]):
         await asyncio.shield(self._room)
 
     def _start(self) -> None:
-        loop = asyncio.get_running_loop()
         for index in range(self.subscription.concurrency):
-            task = loop.create_task(
-                self._work(), name=f"events.worker:{self.subscription.name}:{index}"
-            )
-            task.add_done_callback(self._worker_done)
-            self._workers.append(task)
+            self._spawn(index)
+
+    def _spawn(self, index: int) -> None:
+        task = asyncio.get_running_loop().create_task(
+            self._work(), name=f"events.worker:{self.subscription.name}:{index}"
+        )
+        task.add_done_callback(self._worker_done)
+        self._workers.append(task)
 
     def _worker_done(self, task: asyncio.Task[None]) -> None:
-        if not task.cancelled() and task.exception() is not None:
+        if task.cancelled():
+            return
+        error = task.exception()
+        if isinstance(error, INTERRUPTS):
+            log.warning(
+                "events.worker_interrupted", subscription=self.subscription.name, error=repr(error)
+            )
+        elif error is not None:
             log.error(
-                "events.worker_crashed",
-                subscription=self.subscription.name,
-                error=repr(task.exception()),
+                "events.worker_crashed", subscription=self.subscription.name, error=repr(error)
             )
 
     # -- stopping ----------------------------------------------------------------------
@@ -258,7 +276,7 @@ class Dispatcher(Generic[T]):
                         raise
                     else:
                         error = _stray_cancel()
-                except Exception as exc:
+                except BaseException as exc:  # any failure but a cancellation (see the top)
                     deadline.at = 0.0
                     deadline.withdraw()  # (a deadline passed as it failed: its error counts)
                     error = exc
@@ -286,6 +304,24 @@ class Dispatcher(Generic[T]):
                 self._on_drop(item)
                 self._settled()
             raise
+        except BaseException:
+            # An interrupt re-raised by _recover after settling ``item`` (or a bug in a
+            # settle callback): account for the item, replace this worker, propagate.
+            if item is not None:
+                self._settled()
+            deadline.at = 0.0
+            deadlines.unwatch(deadline)
+            self._replace_worker(task)
+            raise
+
+    def _replace_worker(self, task: asyncio.Task[object]) -> None:
+        """Forget the ending worker ``task`` and, unless stopping, start another."""
+        for index, worker in enumerate(self._workers):
+            if worker is task:
+                del self._workers[index]
+                if not self._stopping:
+                    self._spawn(index)
+                return
 
     def _settled(self) -> None:
         self.pending -= 1
@@ -317,7 +353,7 @@ class Dispatcher(Generic[T]):
             if deadline.task.cancelling():
                 raise
             return _stray_cancel()
-        except Exception as exc:
+        except BaseException as exc:  # any failure but a cancellation (see the top)
             deadline.at = 0.0
             deadline.withdraw()
             return exc
@@ -331,12 +367,19 @@ class Dispatcher(Generic[T]):
         event: DataEvent,
         error: BaseException,
     ) -> None:
-        """Retry a failed delivery with backoff up to max_attempts, then dead-letter it."""
+        """Retry a failed delivery with backoff up to max_attempts, then dead-letter it.
+
+        An interrupt (``KeyboardInterrupt``/``SystemExit``) is not retried: the delivery is
+        dead-lettered if that was its last attempt, else given back (``on_requeue``), and
+        the interrupt is re-raised.
+        """
         attempts = 1
         max_attempts = self.subscription.max_attempts
         while True:
             self._stats.failed_attempts += 1
-            self._on_error(error)
+            interrupted = isinstance(error, INTERRUPTS)
+            if not interrupted:  # an interrupt propagates itself; drain(fail_fast) needn't
+                self._on_error(error)
             log.warning(
                 "events.handler_failed",
                 subscription=self.subscription.name,
@@ -348,7 +391,13 @@ class Dispatcher(Generic[T]):
             )
             if attempts >= max_attempts:
                 await self._give_up(item, event, error, attempts, "max_attempts")
+                if interrupted:
+                    raise error
                 return
+            if interrupted:
+                self._stats.dropped += 1
+                await self._on_requeue(item)
+                raise error
             delay = min(MAX_BACKOFF_S, self._backoff * 2 ** (attempts - 1))
             if await self._stopped_within(delay):
                 self._stats.dropped += 1

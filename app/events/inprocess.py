@@ -106,6 +106,7 @@ class InProcessEventBus:
             decode=handler_copy_item,
             on_success=None,
             on_dead=self._dead_letter,
+            on_requeue=_give_back,
             on_drop=_drop,
             on_error=self._registry.record_error,
         )
@@ -231,6 +232,11 @@ async def _join_all(tasks: set[asyncio.Task[int]], timeout_s: float) -> int:
     if pending:
         await asyncio.wait(pending)
     return sum(task.result() for task in done if not task.cancelled()) + len(pending)
+
+
+async def _give_back(item: _Item) -> None:
+    """An interrupted delivery with attempts left: no broker to return it to, so dropped."""
+    _drop(item)
 
 
 def _drop(item: _Item) -> None:

@@ -33,17 +33,21 @@ def new_event_id() -> UUID:
 
 
 def copy_payload(value: Any) -> Any:
-    """A copy of ``value`` where every mapping, list and tuple is new (atoms are shared)."""
+    """A copy of ``value`` where every mapping, list and tuple is new (atoms are shared).
+
+    Subclasses are copied too, into plain ``dict``/``list``/``tuple``: a caller's own
+    container type must not keep a reference into the event (B1).
+    """
     kind = type(value)
     if kind is dict:
         if _ATOMIC.issuperset(map(type, value.values())):
             return value.copy()  # flat: a shallow copy is a full copy
         return {k: v if type(v) in _ATOMIC else copy_payload(v) for k, v in value.items()}
+    if kind is list or isinstance(value, list):
+        return [v if type(v) in _ATOMIC else copy_payload(v) for v in value]
     if isinstance(value, Mapping):
         return {k: v if type(v) in _ATOMIC else copy_payload(v) for k, v in value.items()}
-    if kind is list:
-        return [v if type(v) in _ATOMIC else copy_payload(v) for v in value]
-    if kind is tuple:
+    if isinstance(value, tuple):
         return tuple(v if type(v) in _ATOMIC else copy_payload(v) for v in value)
     return value
 

@@ -55,6 +55,11 @@ class RabbitMQEventBus:
     ``start()`` opens the publisher channel and declares the exchanges; subscriptions
     made before it become live during it. ``close()`` drains and closes this bus's
     channels but not ``connection``, which belongs to the caller.
+
+    ``publish_timeout_s`` bounds every broker round trip the bus waits for: a publish
+    confirm, ``ping``, and a subscription's setup (awaiting its handle then raises
+    ``PublishError``). A subscription still being set up when ``unsubscribe``/``close``
+    gives up on it is cancelled and never consumes.
     """
 
     def __init__(

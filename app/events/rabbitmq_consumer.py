@@ -6,6 +6,11 @@ patterns and dead-lettering to ``<exchange>.dead-letter``: durable and shared fo
 (``<exchange>.<instance_id>.<n>``). Each delivery runs through the shared ``Dispatcher``
 in aio-pika's task for it; settling never raises: a failed ack or reject leaves the
 message to the broker, which redelivers it.
+
+Setup (channel, declarations, bindings, consume) must finish within the bus's
+``publish_timeout_s``. A subscription deactivated by ``unsubscribe``/``close`` while it is
+set up never starts consuming: ``teardown`` cancels a setup it stops waiting for, and the
+setup checks the subscription is still active right before ``basic.consume``.
 """
 
 from __future__ import annotations
@@ -25,6 +30,7 @@ from aio_pika.abc import (
     AbstractRobustQueue,
 )
 
+from app.errors import BusClosedError, PublishError
 from app.events.codec import decode
 from app.events.dispatch import Dispatcher
 from app.events.model import DataEvent
@@ -87,6 +93,7 @@ class RabbitMQConsumer:
             decode=_decode,
             on_success=_ack,
             on_dead=_reject,
+            on_requeue=_requeue,
             on_drop=_leave_unacked,
             on_error=on_error,
         )
@@ -115,49 +122,104 @@ class RabbitMQConsumer:
         dead_letter: str,
         timeout_s: float,
     ) -> None:
+        """Declare, bind and consume within ``timeout_s`` (the bus's publish_timeout_s)."""
         subscription = self.subscription
         try:
-            channel = await connection.channel(publisher_confirms=False)
-            self.channel = channel
-            await channel.set_qos(prefetch_count=subscription.concurrency)
-            topic = await channel.declare_exchange(
-                exchange, aio_pika.ExchangeType.TOPIC, durable=True
-            )
-            grouped = subscription.group is not None
-            queue = await channel.declare_queue(
-                self.queue_name,
-                durable=grouped,
-                exclusive=not grouped,
-                auto_delete=not grouped,
-                arguments={"x-dead-letter-exchange": dead_letter},
-            )
-            self.queue = queue
-            self._on_declared(self.queue_name)
-            for pattern in subscription.patterns:
-                await queue.bind(topic, routing_key=pattern)
-            self.consumer_tag = await queue.consume(self.dispatcher.run, no_ack=False)
+            try:
+                async with asyncio.timeout(timeout_s):
+                    await self._declare_and_consume(connection, exchange, dead_letter)
+            except TimeoutError as exc:
+                raise PublishError(
+                    f"RabbitMQ did not set up subscription {subscription.name} (queue "
+                    f"{self.queue_name!r}) within publish_timeout_s={timeout_s}; "
+                    "check the broker, then subscribe again"
+                ) from exc
         except BaseException as exc:
-            subscription.set_failed(exc)
-            log.error(  # noqa: TRY400 - the error is in the event; no traceback wanted
-                "events.subscribe_failed",
-                subscription=subscription.name,
-                queue=self.queue_name,
-                error=repr(exc),
-            )
-            if self.channel is not None:
-                await close_channel(self.channel, timeout_s)
+            await self._setup_failed(exc, timeout_s)
             if not isinstance(exc, Exception):
                 raise
             return
         subscription.set_live()
         log.debug("events.subscribed", subscription=subscription.name, queue=self.queue_name)
 
+    async def _declare_and_consume(
+        self, connection: AbstractRobustConnection, exchange: str, dead_letter: str
+    ) -> None:
+        subscription = self.subscription
+        channel = await connection.channel(publisher_confirms=False)
+        self.channel = channel
+        await channel.set_qos(prefetch_count=subscription.concurrency)
+        topic = await channel.declare_exchange(exchange, aio_pika.ExchangeType.TOPIC, durable=True)
+        if not subscription.active:  # unsubscribed or closed meanwhile: declare nothing
+            raise self._abandoned()
+        grouped = subscription.group is not None
+        queue = await channel.declare_queue(
+            self.queue_name,
+            durable=grouped,
+            exclusive=not grouped,
+            auto_delete=not grouped,
+            arguments={"x-dead-letter-exchange": dead_letter},
+        )
+        self.queue = queue
+        self._on_declared(self.queue_name)
+        for pattern in subscription.patterns:
+            await queue.bind(topic, routing_key=pattern)
+        if not subscription.active:  # unsubscribed or closed meanwhile: never consume
+            raise self._abandoned()
+        self.consumer_tag = await queue.consume(self.dispatcher.run, no_ack=False)
+        if not subscription.active:  # deactivated during basic.consume: closing the channel
+            raise self._abandoned()  # (in _setup_failed) cancels the consumer
+
+    def _abandoned(self) -> BusClosedError:
+        return BusClosedError(
+            f"{self.subscription.name} was unsubscribed, or its bus closed, before it went live"
+        )
+
+    async def _setup_failed(self, exc: BaseException, timeout_s: float) -> None:
+        """Fail the handle (a deactivated one with ``BusClosedError``), delete a private
+        queue already declared (exclusive: nobody else could use or delete it; auto-delete
+        never fires for a queue that had no consumer), and close the channel: deliveries
+        it may hold go back to the queue."""
+        subscription = self.subscription
+        if subscription.active:
+            subscription.set_failed(exc)
+            log.error(
+                "events.subscribe_failed",
+                subscription=subscription.name,
+                queue=self.queue_name,
+                error=repr(exc),
+            )
+        else:  # unsubscribe/close gave up on it: not a failure of the subscription
+            subscription.set_failed(exc if isinstance(exc, BusClosedError) else self._abandoned())
+            log.debug(
+                "events.subscribe_abandoned",
+                subscription=subscription.name,
+                queue=self.queue_name,
+                error=repr(exc),
+            )
+        channel, self.channel, self.consumer_tag = self.channel, None, None
+        if channel is None:
+            return
+        if self.queue is not None and subscription.group is None:
+            try:
+                async with asyncio.timeout(timeout_s):
+                    await self.queue.delete(if_unused=False, if_empty=False)
+            except (TimeoutError, *BROKER_ERRORS) as delete_error:
+                log.warning(
+                    "events.queue_delete_failed", queue=self.queue_name, error=repr(delete_error)
+                )
+        await close_channel(channel, timeout_s)
+
     async def teardown(self, timeout_s: float, broker_timeout_s: float) -> None:
         """Cancel the consumer, wait for runs in flight up to ``timeout_s`` (then cancel
         them), close the channel: deliveries not acked go back to the queue."""
         self.dispatcher.stop()
-        if self.setup_task is not None and not self.setup_task.done():
-            await asyncio.wait([self.setup_task], timeout=timeout_s)
+        setup = self.setup_task
+        if setup is not None and not setup.done():
+            await asyncio.wait([setup], timeout=timeout_s)
+            if not setup.done():  # gave up waiting: it must not start consuming later
+                setup.cancel()
+                await asyncio.wait([setup])
         if self.queue is not None and self.consumer_tag is not None:
             try:
                 async with asyncio.timeout(broker_timeout_s):
@@ -200,6 +262,14 @@ async def _reject(message: AbstractIncomingMessage, letter: DeadLetter) -> None:
             reason=letter.reason,
             error=repr(exc),
         )
+
+
+async def _requeue(message: AbstractIncomingMessage) -> None:
+    """An interrupted delivery with attempts left: back to the queue for redelivery."""
+    try:
+        await message.nack(requeue=True)
+    except BROKER_ERRORS as exc:
+        log.warning("events.requeue_failed", message_id=message.message_id, error=repr(exc))
 
 
 def _leave_unacked(message: AbstractIncomingMessage) -> None:

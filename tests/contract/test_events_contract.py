@@ -257,6 +257,43 @@ async def test_b11_failing_delivery_is_retried_with_backoff_then_dead_lettered(
     assert bus.stats.dead_lettered == 1
 
 
+class HandlerAbort(BaseException):
+    """A BaseException that is not an Exception, like pytest's fail/skip outcomes."""
+
+
+@pytest.mark.parametrize(
+    "abort",
+    [
+        HandlerAbort("abort"),
+        BaseExceptionGroup("several", [HandlerAbort("inner"), ValueError("also")]),
+    ],
+    ids=["base-exception", "base-exception-group"],
+)
+async def test_b10_b11_a_base_exception_is_a_failed_attempt(
+    buses: BusFactory, abort: BaseException
+) -> None:
+    """B10/B11: a handler raising a non-Exception BaseException is retried, then dead-lettered,
+    and its subscription keeps getting later events."""
+    bus = await buses.make()
+    runs: list[int] = []
+
+    async def aborts_on_first(received: DataEvent) -> None:
+        runs.append(received.payload["n"])
+        if received.payload["n"] == 1:
+            raise abort
+
+    await bus.subscribe("abort.*", aborts_on_first, max_attempts=2)
+    poisoned = event("abort.x", n=1)
+    await bus.publish(poisoned)
+    for n in (2, 3):
+        await bus.publish(event("abort.x", n=n))
+    await bus.drain(10)
+    assert runs == [1, 1, 2, 3]
+    assert bus.stats.failed_attempts == 2
+    assert bus.stats.delivered == 2
+    assert await buses.dead_letter_ids(bus) == [str(poisoned.id)]
+
+
 async def test_b12_close_mid_handler_means_redelivery_with_rabbitmq(buses: BusFactory) -> None:
     """B12: a run cut off by close is not acked: RabbitMQ redelivers; in-process counts a drop."""
     first = await buses.make()
@@ -381,10 +418,11 @@ async def test_b17_unsubscribe_semantics(bus: Any) -> None:
     release.set()
 
     self_calls: list[int] = []
+    self_unsubscribed: list[bool] = []  # checked after drain: the bus would swallow an assert
 
     async def leaves(received: DataEvent) -> None:
         self_calls.append(received.payload["n"])
-        assert bus.unsubscribe("un.self", leaves) is True
+        self_unsubscribed.append(bus.unsubscribe("un.self", leaves))
 
     await bus.subscribe("un.self", leaves)
     await bus.publish(event("un.self", n=1))
@@ -393,6 +431,7 @@ async def test_b17_unsubscribe_semantics(bus: Any) -> None:
     await asyncio.sleep(0.1)  # a wrongly started run would show up here
     assert finished == [1]
     assert self_calls == [1]
+    assert self_unsubscribed == [True]
     assert recorder.events == []
 
 

@@ -14,6 +14,7 @@ import structlog
 
 from app.errors import BusClosedError, PublishError
 from app.events import DataEvent
+from app.events.rabbitmq_consumer import queue_name
 from tests.contract.events_support import BusFactory, event
 from tests.fakes.tcp_proxy import TcpProxy
 
@@ -282,3 +283,105 @@ async def test_subscriptions_made_before_start_go_live_in_start(buses: BusFactor
     await never_started.close()
     with pytest.raises(BusClosedError, match="before start"):
         await orphan
+
+
+def slow_channels(monkeypatch: pytest.MonkeyPatch, connection: Any, delay_s: float) -> list[Any]:
+    """Make ``connection.channel()`` answer ``delay_s`` late (a slow broker); returns the
+    channels it opened since, to check they were closed."""
+    opened: list[Any] = []
+    real_channel = connection.channel
+
+    async def late_channel(**kwargs: Any) -> Any:
+        await asyncio.sleep(delay_s)
+        channel = await real_channel(**kwargs)
+        opened.append(channel)
+        return channel
+
+    monkeypatch.setattr(connection, "channel", late_channel)
+    return opened
+
+
+async def consumer_count(url: str, queue: str) -> int:
+    """Consumers on ``queue`` at the broker (0 if the queue does not exist)."""
+    connection = await aio_pika.connect(url)
+    try:
+        channel = await connection.channel()
+        try:
+            declared = await channel.declare_queue(queue, passive=True)
+        except aio_pika.exceptions.ChannelNotFoundEntity:
+            return 0
+        assert declared.declaration_result.consumer_count is not None
+        return declared.declaration_result.consumer_count
+    finally:
+        await connection.close()
+
+
+async def until_live(handle: Any) -> Any:
+    """``await handle`` as a coroutine (for ``asyncio.wait_for``)."""
+    return await handle
+
+
+def group_queue(bus: Any, handle: Any) -> str:
+    """The name of the queue ``handle`` (a grouped subscription of ``bus``) consumes from."""
+    return queue_name(bus.exchange_name, bus.instance_id, handle)
+
+
+async def test_close_gives_up_on_a_subscription_still_being_set_up(
+    buses: BusFactory, monkeypatch: pytest.MonkeyPatch, rabbitmq_url: str
+) -> None:
+    """B20: close() cancels a subscription whose setup is slow: it never starts consuming."""
+    connection = await buses.connect()
+    bus = await buses.make(connection=connection)
+    opened = slow_channels(monkeypatch, connection, 1.5)
+    handle = bus.subscribe("late.#", Recorder(), group="late")
+    await asyncio.sleep(0.1)
+    with structlog.testing.capture_logs() as logs:
+        started = time.monotonic()
+        await bus.close(timeout=0.5)
+        assert time.monotonic() - started < 1.4
+        with pytest.raises(BusClosedError):
+            await handle
+        await asyncio.sleep(2.0)  # past the moment the slow channel() would have answered
+    assert "events.subscribed" not in [entry["event"] for entry in logs]
+    assert all(channel.is_closed for channel in opened)
+    assert not [t for t in asyncio.all_tasks() if t.get_name().startswith("events.setup")]
+    assert await consumer_count(rabbitmq_url, group_queue(bus, handle)) == 0
+
+
+async def test_unsubscribe_during_setup_never_starts_consuming(
+    buses: BusFactory, monkeypatch: pytest.MonkeyPatch, rabbitmq_url: str
+) -> None:
+    """B17: a subscription unsubscribed while its setup runs never consumes; its channel closes."""
+    connection = await buses.connect()
+    bus = await buses.make(connection=connection)
+    opened = slow_channels(monkeypatch, connection, 0.5)
+    recorder = Recorder()
+    handle = bus.subscribe("late.#", recorder, group="late")
+    await asyncio.sleep(0.1)
+    with structlog.testing.capture_logs() as logs:
+        assert bus.unsubscribe(handle) is True
+        with pytest.raises(BusClosedError, match="unsubscribed"):
+            await asyncio.wait_for(until_live(handle), 10)
+        await asyncio.sleep(0.3)
+    assert "events.subscribed" not in [entry["event"] for entry in logs]
+    assert opened
+    assert all(channel.is_closed for channel in opened)
+    assert await consumer_count(rabbitmq_url, group_queue(bus, handle)) == 0
+    await bus.publish(event("late.x"))
+    await asyncio.sleep(0.2)
+    assert recorder.events == []
+
+
+async def test_subscription_setup_is_bounded_by_publish_timeout(
+    buses: BusFactory, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A broker that never answers the setup fails the subscription within publish_timeout_s."""
+    connection = await buses.connect()
+    bus = await buses.make(connection=connection, publish_timeout_s=0.5)
+    slow_channels(monkeypatch, connection, 60)
+    handle = bus.subscribe("late.#", Recorder())
+    started = time.monotonic()
+    with pytest.raises(PublishError, match=r"publish_timeout_s=0\.5"):
+        await asyncio.wait_for(until_live(handle), 10)
+    assert time.monotonic() - started < 2
+    assert not handle.live
