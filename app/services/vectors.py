@@ -26,6 +26,10 @@ async def upsert_vector(
     await index.upsert(namespace, vector_id, vector, metadata)
 
 
+def _item_id(item: BatchItem) -> str:
+    return item.id if isinstance(item, VectorRecord) else item[0]
+
+
 @inject
 async def upsert_vectors(
     namespace: str,
@@ -33,9 +37,10 @@ async def upsert_vectors(
     *,
     index: VectorIndex = Provide[Container.vectors],
 ) -> int:
-    """Insert or replace a batch, validated as a whole first; returns how many were written."""
+    """Insert or replace a batch, validated as a whole first; returns how many ids were
+    written (a repeated id counts once: its last item wins)."""
     await index.upsert_many(namespace, items)
-    return len(items)
+    return len({_item_id(item) for item in items})
 
 
 @inject

@@ -14,7 +14,8 @@ operators::
 Equality is JSON equality: ``1`` equals ``1.0`` but never ``true``; strings compare
 exactly; lists and objects compare element by element. A missing key, or a vector stored
 without metadata, never matches. Unknown operators (any key starting with ``$`` other than
-``$eq`` and ``$in``), a non-list ``$in`` and a dict condition without operators raise
+``$eq`` and ``$in``), a top-level key starting with ``$`` (``$or``, ``$and``: there is no
+such combinator), a non-list ``$in`` and a dict condition without operators raise
 :class:`~app.vectors.validation.InvalidQueryError` when the query is made, before any
 search. Filters are applied before ranking, so a query returns ``min(top_k, matches)``.
 """
@@ -98,6 +99,13 @@ def compile_filter(spec: object) -> Predicate | None:
         raise InvalidQueryError(msg) from exc
     if not copy:
         return lambda _metadata: True
+    operators = sorted(key for key in copy if key.startswith("$"))
+    if operators:
+        msg = (
+            f"filter keys are metadata keys (all must match); operators such as {operators[0]!r} "
+            f"belong inside a condition ({sorted(OPERATORS)}), got {operators}"
+        )
+        raise InvalidQueryError(msg)
     clauses: list[tuple[str, list[object]]] = []
     for key, condition in copy.items():
         accepted = _condition(key, condition)

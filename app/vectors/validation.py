@@ -122,6 +122,14 @@ def _check_json(value: object, path: str, depth: int, row: int | None) -> None:
     raise InvalidIdentifierError(msg)
 
 
+def _plain_dict(value: object) -> dict[str, Any]:
+    """``json.dumps`` only knows ``dict``: other mappings (already checked) become one."""
+    if isinstance(value, Mapping):
+        return dict(value)
+    msg = f"Object of type {type(value).__name__} is not JSON serializable"
+    raise TypeError(msg)  # unreachable after _check_json; json.dumps' own wording
+
+
 def check_metadata(metadata: object, *, row: int | None = None) -> Metadata | None:
     """``None`` or a JSON object; returns an independent copy (JSON round trip)."""
     if metadata is None:
@@ -130,7 +138,7 @@ def check_metadata(metadata: object, *, row: int | None = None) -> Metadata | No
         msg = f"metadata{_where(row)} must be a dict or None, got {type(metadata).__name__}"
         raise InvalidIdentifierError(msg)
     _check_json(metadata, "$", 0, row)
-    encoded = json.dumps(metadata, ensure_ascii=False, allow_nan=False)
+    encoded = json.dumps(metadata, ensure_ascii=False, allow_nan=False, default=_plain_dict)
     if len(encoded.encode("utf-8")) > MAX_METADATA_BYTES:
         msg = f"metadata{_where(row)} must encode to at most {MAX_METADATA_BYTES} bytes of JSON"
         raise InvalidIdentifierError(msg)
@@ -299,7 +307,7 @@ def prepare_batch(
             msg = f"metadata must have one entry per id ({count}), got {len(metadata)}"
             raise InvalidIdentifierError(msg)
         checked_metadata = [check_metadata(item, row=row) for row, item in enumerate(metadata)]
-    if count == 0:
+    if count == 0 and isinstance(vectors, list | tuple) and not vectors:
         empty = np.empty((0, dimension), dtype=np.float32)
         return Batch([], empty, np.empty(0, dtype=np.float32), [], {})
     matrix, scale = scaled_matrix(vectors, dimension)

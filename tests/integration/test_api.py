@@ -78,6 +78,18 @@ async def test_vector_round_trip(api: httpx.AsyncClient) -> None:
     assert_error(await api.delete("/v1/vectors/docs/a"), 404, "not_found")
 
 
+async def test_a_batch_counts_a_repeated_id_once(api: httpx.AsyncClient) -> None:
+    """`upserted` is the number of ids written: a repeated id's last item wins, counted once."""
+    items = [
+        {"id": "a", "vector": [1, 0, 0, 0]},
+        {"id": "b", "vector": [0, 1, 0, 0]},
+        {"id": "a", "vector": [0, 0, 1, 0]},
+    ]
+    batch = await api.post("/v1/vectors/docs:batch", json={"items": items})
+    assert batch.json() == {"namespace": "docs", "upserted": 2}
+    assert (await api.get("/v1/vectors/docs/a")).json()["vector"] == [0, 0, 1, 0]
+
+
 async def test_ids_with_slashes_round_trip(api: httpx.AsyncClient) -> None:
     """An id with '/' stored by a batch or a PUT is read and deleted by its path."""
     batch = await api.post(

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+from collections import UserDict
 from collections.abc import AsyncIterator
 from pathlib import Path
+from types import MappingProxyType
 from typing import Any
 
 import numpy as np
@@ -190,6 +192,8 @@ async def test_bad_namespace_is_typed_and_changes_nothing(
         ({"k": {}}, "empty dict"),
         (["k", 1], "must be a dict"),
         ({"k": {1, 2}}, "must be JSON"),
+        ({"$or": [{"k": 1}, {"k": 2}]}, "operators such as '\\$or' belong inside a condition"),
+        ({"k": 1, "$and": [{"k": 1}]}, "got \\['\\$and'\\]"),
     ],
 )
 async def test_bad_filter_is_typed(index: VectorIndex, query_filter: Any, needle: str) -> None:
@@ -274,4 +278,37 @@ async def test_a_single_string_is_not_a_list_of_ids(index: VectorIndex) -> None:
         await index.get("ns", "ab")
     with pytest.raises(InvalidIdentifierError, match="ids must be a list"):
         await index.upsert_arrays("ns", "ab", [[1, 1, 1, 1], [1, 0, 0, 0]])
+    await expect_unchanged(index, before)
+
+
+async def test_metadata_and_filters_may_be_any_mapping(index: VectorIndex) -> None:
+    """Read-only and user mappings are JSON objects too: stored as plain dicts, filterable."""
+    await index.upsert("ns", "c", [0, 0, 1, 0], MappingProxyType({"k": UserDict(n=3)}))
+    await index.upsert_many("ns", [("d", [0, 0, 0, 1], UserDict(k=4))])
+    [stored] = await index.get("ns", ["c"])
+    assert stored.metadata == {"k": {"n": 3}}
+    assert type(stored.metadata) is dict
+    found = await index.query("ns", [0, 0, 0, 1], filter={"k": MappingProxyType({"$in": [4]})})
+    assert [match.id for match in found] == ["d"]
+
+
+@pytest.mark.parametrize(
+    "vectors",
+    [np.ones((5, DIM + 3)), np.ones((2, DIM)), "garbage", np.ones(DIM)],
+    ids=["wrong-width", "rows-without-ids", "not-numbers", "one-dimensional"],
+)
+async def test_an_empty_batch_still_checks_its_vectors(index: VectorIndex, vectors: Any) -> None:
+    """No ids but vectors that could not go with any: refused like in a non-empty batch."""
+    before = await state(index)
+    with pytest.raises(ValueError, match="vector"):
+        await index.upsert_arrays("ns", [], vectors)
+    await expect_unchanged(index, before)
+
+
+async def test_an_empty_batch_is_fine(index: VectorIndex) -> None:
+    """No ids and no rows (a list or a 0 x dimension array) changes nothing, raises nothing."""
+    before = await state(index)
+    await index.upsert_arrays("ns", [], np.empty((0, DIM), dtype=np.float32))
+    await index.upsert_arrays("ns", [], [])
+    await index.upsert_many("ns", [])
     await expect_unchanged(index, before)
