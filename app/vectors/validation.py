@@ -55,8 +55,9 @@ MAX_ID_BYTES: Final = 512
 MAX_METADATA_BYTES: Final = 64 * 1024
 MAX_METADATA_DEPTH: Final = 32
 MAX_TOP_K: Final = 100_000
-# Squared norms outside (_TINY, inf) are recomputed in float64 so tiny or huge but finite
-# components still normalise exactly instead of under- or overflowing in float32.
+# Squared norms outside (_TINY, inf) are recomputed in float64 from the values as given, so
+# tiny or huge but finite components (float64 ones beyond float32's range too) still
+# normalise exactly instead of under- or overflowing in float32.
 _TINY: Final = 1e-30
 
 
@@ -154,7 +155,8 @@ def check_top_k(top_k: object) -> int:
     return top_k
 
 
-def _as_float32(value: object, what: str) -> npt.NDArray[Any]:
+def _as_real(value: object, what: str) -> npt.NDArray[Any]:
+    """``value`` as an array of real numbers, in its own dtype (float64 from Python floats)."""
     if isinstance(value, np.ndarray):
         array: npt.NDArray[Any] = value
     else:
@@ -166,7 +168,13 @@ def _as_float32(value: object, what: str) -> npt.NDArray[Any]:
     if array.dtype.kind not in "fiu":
         msg = f"{what} must contain real numbers, got dtype {array.dtype}"
         raise InvalidVectorError(msg)
-    with np.errstate(over="ignore", invalid="ignore"):
+    return array
+
+
+def _to_float32(array: npt.NDArray[Any]) -> npt.NDArray[Any]:
+    """A C-contiguous float32 copy (none if it already is one); out-of-range values become
+    inf or 0 here, and the slow path normalises those rows from ``array`` instead."""
+    with np.errstate(over="ignore", under="ignore", invalid="ignore"):
         converted: npt.NDArray[Any] = np.ascontiguousarray(array, dtype=np.float32)
     return converted
 
@@ -208,7 +216,8 @@ def scaled_matrix(vectors: object, dimension: int) -> tuple[Matrix, Matrix]:
     normalised in float64 in a copy and get scale 1.
     """
     _check_rows(vectors, dimension)
-    matrix = _as_float32(vectors, "vectors")
+    given = _as_real(vectors, "vectors")
+    matrix = _to_float32(given)
     if matrix.ndim != 2:
         msg = f"vectors must be a 2-D array (n, {dimension}), got shape {matrix.shape}"
         raise InvalidVectorError(msg)
@@ -220,7 +229,7 @@ def scaled_matrix(vectors: object, dimension: int) -> tuple[Matrix, Matrix]:
         scale = (1.0 / np.sqrt(squares)).astype(np.float32)
     if not plain.all():
         special = np.flatnonzero(~plain).tolist()
-        fixed = [_normalised_slow(matrix[row], row) for row in special]
+        fixed = [_normalised_slow(given[row], row) for row in special]
         matrix = matrix.copy()
         for row, vector in zip(special, fixed, strict=True):
             matrix[row] = vector
@@ -242,11 +251,13 @@ def check_ids(ids: Sequence[object]) -> list[str]:
     return [check_id(item, row=row) for row, item in enumerate(checked)]
 
 
-def _normalised_slow(vector: npt.NDArray[np.float32], row: int | None) -> Matrix:
-    if not np.isfinite(vector).all():
+def _normalised_slow(vector: npt.NDArray[Any], row: int | None) -> Matrix:
+    """Normalise one row as given (before any float32 cast), scaled by its largest component
+    first: finite values beyond float32's range keep their direction."""
+    wide = vector.astype(np.float64)
+    if not np.isfinite(wide).all():
         msg = f"vector{_where(row)} contains NaN or inf; every component must be finite"
         raise InvalidVectorError(msg)
-    wide = vector.astype(np.float64)
     if not wide.any():
         msg = f"vector{_where(row)} is all zeros; cosine similarity needs a non-zero vector"
         raise InvalidVectorError(msg)
@@ -260,8 +271,10 @@ def normalised_vector(vector: object, dimension: int) -> npt.NDArray[np.float32]
     """One finite, non-zero vector of length ``dimension`` as a new unit-norm float32 array."""
     if type(vector) is np.ndarray and vector.dtype == np.float32:
         array: npt.NDArray[Any] = vector
+        given = vector
     else:
-        array = _as_float32(vector, "vector")
+        given = _as_real(vector, "vector")
+        array = _to_float32(given)
     if array.ndim != 1:
         msg = f"vector must be 1-D with {dimension} components, got shape {array.shape}"
         raise InvalidVectorError(msg)
@@ -273,7 +286,7 @@ def normalised_vector(vector: object, dimension: int) -> npt.NDArray[np.float32]
     if math.isfinite(square) and square > _TINY:
         result: npt.NDArray[np.float32] = array * np.float32(1.0 / math.sqrt(square))
         return result
-    return _normalised_slow(array, None)
+    return _normalised_slow(given, None)
 
 
 @dataclass(frozen=True)
