@@ -1,6 +1,9 @@
-"""Exact top-k inner-product kernels, and the choice between them per shape, by measurement.
+"""Exact top-k inner-product kernels, the choice between them per shape, and the tie rule.
 
-Two exact kernels compute the same result (up to float rounding and the order of ties):
+Two exact kernels find the same best rows up to float rounding: their float32 scores may
+differ in the last bits (up to about 4e-7 measured), and rows with equal or nearly equal
+scores may come in any order, or a different few of them be kept at the k-th place (the
+tie rule below settles both):
 
 - ``numpy``: ``X @ q`` then ``argpartition``. numpy's BLAS spreads one matrix-vector
   product over every core: fastest on an idle machine (20k x 1536 on 2 cores: 3.5 ms vs
@@ -29,10 +32,33 @@ each kernel's last ``_WINDOW`` calls and uses the kernel whose median is lower.
   one. A moving average of recent calls (tried, with spikes capped at 2x) rated numpy
   above FAISS at 20k x 1536 while numpy's median call was 17% faster, and picked FAISS
   for 56-75% of the queries; the median of a window also shrugs off a preempted call.
+
+The tie rule (:func:`top_k_settled`, :func:`top_k_many`): rows come by score descending,
+then by id ascending (the id string, which survives deletes; rows do not), and of rows
+tied at the k-th score the smallest ids are kept. The same ids come whichever kernel found
+the candidates, one query or a batch, whatever the row order:
+
+- Exact equality of kernel scores cannot find ties: numpy's BLAS scores identical rows up
+  to an ulp apart depending on where they sit (blocks of 4 rows, the split between
+  threads); FAISS's scores differ from numpy's in the last bits too.
+- So a kernel returns ``k + 1`` candidates, and where neighbours among them are at least
+  ``TIE_TOLERANCE`` (2^-18, 3.8e-6) apart its scores decide: 9x the largest difference
+  measured between two kernels' scores of one row (each within 2.1e-7 of the exact value;
+  unit vectors, d = 4 to 16384, 600k scores each), so every kernel and path agrees there.
+  The check on ``k + 1`` floats costs about 1 us for k = 10.
+- Otherwise the candidates are scored again exactly: float64 products (exact) summed by
+  numpy's pairwise sum, row by row, rounded to float32. Identical rows get the same score
+  wherever they sit; equal float32 scores are ties; the result carries these scores. A
+  near tie inside the top k rescores the k candidates (tens of microseconds); one at the
+  k-th place rescores every row within ``TIE_TOLERANCE`` of the k-th score, found by a
+  second full product (a kernel hands over only its ``k + 1`` best; :func:`top_k_many`
+  reuses its own product). On random unit vectors, 20k x 1536, 3.5% of top-10 queries
+  had a near tie inside the top k and 0.5% one at the k-th place; at 20k x 128, 0.5%.
 """
 
 from __future__ import annotations
 
+import heapq
 import math
 import time
 from collections import deque
@@ -49,6 +75,8 @@ from app.vectors.validation import Matrix
 __all__ = [
     "EXPLORE_EVERY",
     "KERNELS",
+    "TIE_TOLERANCE",
+    "IdOf",
     "Kernel",
     "KernelChooser",
     "Result",
@@ -56,6 +84,7 @@ __all__ = [
     "top_k_many",
     "top_k_numpy",
     "top_k_of",
+    "top_k_settled",
 ]
 
 EXPLORE_EVERY: Final = 64
@@ -64,23 +93,106 @@ _BURST: Final = 16  # calls per exploration: numpy's first calls wake BLAS's thr
 _SETTLED: Final = 16  # calls per kernel and bucket before choosing (first = warm-up)
 _WINDOW: Final = 15  # recent calls per kernel whose median is its cost
 
+# Kernel scores closer than this are rescored exactly (see the module docstring).
+TIE_TOLERANCE: Final = 2.0**-18
+_LOOP_GAPS_MAX: Final = 64  # up to this many candidates a Python loop checks the gaps fastest
+_RESCORE_CELLS: Final = 1 << 20  # float64 cells per chunk of exact rescoring (8 MiB)
+
 Result = tuple[npt.NDArray[np.intp], npt.NDArray[np.float32]]
 Kernel = Callable[[Matrix, npt.NDArray[np.float32], int], Result]
+IdOf = Callable[[int], str]  # the id of a row of the matrix searched
+
+
+def top_k_settled(
+    kernel: Kernel, matrix: Matrix, query: npt.NDArray[np.float32], k: int, id_of: IdOf
+) -> Result:
+    """Rows and scores of the ``k`` best rows (``k <= rows``) by the tie rule, best first.
+
+    ``kernel`` (one of ``KERNELS``, or a ``KernelChooser``'s ``search``) finds ``k + 1``
+    candidates. When neighbours among them are all at least ``TIE_TOLERANCE`` apart, its
+    first ``k`` rows and scores are the result; otherwise :func:`_break_ties` decides.
+    """
+    found = kernel(matrix, query, min(k + 1, matrix.shape[0]))
+    best, values = found
+    if _apart(values):
+        return (best[:k], values[:k]) if best.shape[0] > k else found
+    return _break_ties(matrix, query, k, found, id_of)
+
+
+def _break_ties(
+    matrix: Matrix,
+    query: npt.NDArray[np.float32],
+    k: int,
+    found: Result,
+    id_of: IdOf,
+    *,
+    scores: npt.NDArray[np.float32] | None = None,
+) -> Result:
+    """The ``k`` best rows by (score descending, id ascending), rescored exactly.
+
+    ``found`` holds the ``min(k + 1, rows)`` best rows by a kernel's scores, best first,
+    ties in any order, with two neighbours less than ``TIE_TOLERANCE`` apart; ``scores``
+    are the kernel's scores of every row, if at hand.
+    """
+    best, values = found
+    if best.shape[0] > k and float(values[k - 1]) - float(values[k]) < TIE_TOLERANCE:
+        # A near tie at the k-th place: rows beyond the k + 1 may score as much.
+        if scores is None:
+            scores = matrix @ query
+        rows = np.flatnonzero(scores >= values[k - 1] - TIE_TOLERANCE)
+    else:
+        rows = best[:k]
+    exact = _exact_scores(matrix, query, rows)
+    keys, listed = exact.tolist(), rows.tolist()
+    chosen = heapq.nsmallest(k, range(len(listed)), key=lambda i: (-keys[i], id_of(listed[i])))
+    return rows[chosen], exact[chosen]
+
+
+def _apart(values: npt.NDArray[np.float32]) -> bool:
+    """Whether neighbouring scores (descending) all differ by at least ``TIE_TOLERANCE``."""
+    if values.shape[0] > _LOOP_GAPS_MAX:
+        return bool((values[:-1] - values[1:]).min() >= TIE_TOLERANCE)
+    listed = iter(values.tolist())  # about 0.4 us for 11 values; numpy's calls cost 1.5-3 us
+    previous = next(listed)
+    for value in listed:
+        if previous - value < TIE_TOLERANCE:
+            return False
+        previous = value
+    return True
+
+
+def _exact_scores(
+    matrix: Matrix, query: npt.NDArray[np.float32], rows: npt.NDArray[np.intp]
+) -> npt.NDArray[np.float32]:
+    """``matrix[rows] @ query`` computed the same way for every row, rounded to float32.
+
+    float32 products are exact in float64; numpy sums each contiguous float64 row with the
+    same pairwise sum, so identical rows get identical scores (BLAS does not promise that).
+    """
+    wide = query.astype(np.float64)
+    exact = np.empty(rows.shape[0], dtype=np.float32)
+    step = max(1, _RESCORE_CELLS // max(matrix.shape[1], 1))
+    for start in range(0, rows.shape[0], step):
+        part = rows[start : start + step]
+        exact[start : start + step] = np.multiply(matrix[part], wide).sum(axis=1)
+    return exact
 
 
 def top_k_numpy(matrix: Matrix, query: npt.NDArray[np.float32], k: int) -> Result:
-    """Rows and scores of the ``k`` largest ``matrix @ query``, best first."""
+    """Rows and scores of the ``k`` largest ``matrix @ query``, best first (ties: any order)."""
     return top_k_of(matrix @ query, k)
 
 
-def top_k_many(matrix: Matrix, queries: Matrix, ks: Sequence[int]) -> list[Result]:
-    """``top_k_numpy`` for each row of ``queries`` (with its own ``k``) in one matrix product.
+def top_k_many(matrix: Matrix, queries: Matrix, ks: Sequence[int], id_of: IdOf) -> list[Result]:
+    """:func:`top_k_settled` for each row of ``queries`` (its own ``k <= rows``) in one product.
 
     One pass over ``matrix`` for all queries: concurrent queries of a namespace cost little
-    more than one (the single product is bound by memory bandwidth).
+    more than one (the single product is bound by memory bandwidth). The same tie rule, so
+    the same rows as one query at a time (scores may differ by float rounding).
     """
     scores = queries @ matrix.T
-    count, deepest = scores.shape[1], max(ks)
+    count = scores.shape[1]
+    deepest = min(max(ks) + 1, count)  # one candidate more, to see a tie at the k-th place
     if deepest < count:
         best = np.argpartition(scores, count - deepest, axis=1)[:, count - deepest :]
     else:
@@ -91,11 +203,33 @@ def top_k_many(matrix: Matrix, queries: Matrix, ks: Sequence[int]) -> list[Resul
     order = np.argsort(-values, axis=1, kind="stable")
     best = np.take_along_axis(best, order, axis=1)
     values = np.take_along_axis(values, order, axis=1)
-    return [(best[row, :k], values[row, :k]) for row, k in enumerate(ks)]
+    # Per query, the first pair of neighbours closer than TIE_TOLERANCE (deepest if none).
+    close = values[:, :-1] - values[:, 1:] < TIE_TOLERANCE
+    if close.shape[1]:
+        first_close = np.where(close.any(axis=1), close.argmax(axis=1), deepest).tolist()
+    else:  # one row: nothing to tie with
+        first_close = [deepest] * len(ks)
+    return [
+        (best[row, :k], values[row, :k])
+        if first_close[row] >= k
+        else _break_ties(
+            matrix,
+            queries[row],
+            k,
+            (best[row, : k + 1], values[row, : k + 1]),
+            id_of,
+            scores=scores[row],
+        )
+        for row, k in enumerate(ks)
+    ]
 
 
 def top_k_of(scores: npt.NDArray[np.float32], k: int) -> Result:
-    """Positions and values of the ``k`` largest ``scores``, best first (stable on ties)."""
+    """Positions and values of the ``k`` largest ``scores``, best first.
+
+    Which of the positions tied at the k-th value are kept, and the order of tied positions,
+    are unspecified (``argpartition`` is not stable): :func:`top_k_settled` decides those.
+    """
     count = scores.shape[0]
     if k < count:
         best = np.argpartition(scores, count - k)[count - k :]
@@ -107,6 +241,9 @@ def top_k_of(scores: npt.NDArray[np.float32], k: int) -> Result:
 
 def top_k_faiss(matrix: Matrix, query: npt.NDArray[np.float32], k: int) -> Result:
     """The same with FAISS's exact kernel (``k`` must not exceed the rows), on one thread.
+
+    Ties come in FAISS's own order, and FAISS keeps its own choice of rows tied at the k-th
+    score; :func:`top_k_settled` decides those.
 
     One query is one thread's work anyway; a team of OpenMP threads would spin for a while
     after the call and slow the BLAS calls that follow (seen: batches of 32 at 20k x 384

@@ -7,6 +7,9 @@ its row in place. Nothing here is thread-safe: the async wrapper holds a lock pe
 namespace around every call.
 
 Search is exact, with the cheaper of numpy and FAISS kernels for the shape (``kernels.py``).
+Results come by score descending, then id ascending, and of rows tied at the k-th score
+the smallest ids are kept: the same ids whichever kernel ran, for single, batched and
+filtered queries, before and after deletes move rows (the tie rule of ``kernels.py``).
 """
 
 from __future__ import annotations
@@ -19,7 +22,7 @@ import numpy as np
 import numpy.typing as npt
 
 from app.vectors.filters import Predicate
-from app.vectors.kernels import KernelChooser, Result, top_k_many
+from app.vectors.kernels import KernelChooser, Result, top_k_many, top_k_settled
 from app.vectors.models import VectorMatch
 from app.vectors.validation import Matrix, Metadata
 
@@ -216,41 +219,52 @@ class NamespaceStore:
     ) -> list[VectorMatch]:
         """The ``top_k`` rows most similar to the unit ``query`` among those ``where`` keeps.
 
+        Best first; equal scores by id, and of rows tied at the last place the smallest ids.
         Metadata in the results are copies: callers may change them freely.
         """
         size = len(self._ids)
         if size == 0:
             return []
+        ids = self._ids
         if where is None:
-            rows: npt.NDArray[np.intp] | None = None
-            candidates = self._matrix[:size]
-        else:
-            kept = [row for row, meta in enumerate(self._metadata) if where(meta)]
-            if not kept:
-                return []
-            rows = np.asarray(kept, dtype=np.intp)
-            candidates = self._matrix[rows]
-        best, scores = self._kernels.search(candidates, query, min(top_k, candidates.shape[0]))
-        return self._matches(best if rows is None else rows[best], scores)
+            best, scores = top_k_settled(
+                self._kernels.search, self._matrix[:size], query, min(top_k, size), ids.__getitem__
+            )
+            return self._matches(best, scores)
+        kept = [row for row, meta in enumerate(self._metadata) if where(meta)]
+        if not kept:
+            return []
+        rows = np.asarray(kept, dtype=np.intp)
+        best, scores = top_k_settled(
+            self._kernels.search,
+            self._matrix[rows],
+            query,
+            min(top_k, len(kept)),
+            lambda position: ids[kept[position]],
+        )
+        return self._matches(rows[best], scores)
 
     def rank_many(self, queries: Matrix, top_k: Sequence[int]) -> list[Result]:
         """Rows and scores of each unfiltered query's best matches: one scan per query up to
-        ``PER_QUERY_MAX_BATCH`` queries, else one matrix product for all.
+        ``PER_QUERY_MAX_BATCH`` queries, else one matrix product for all (the same rows, ties
+        by id as in ``search``).
 
-        Only numpy work, so that a worker thread running it holds the GIL as little as
-        possible; ``matches`` turns each result into ``VectorMatch``es on the caller's thread.
+        Only numpy work (and, on a near tie, a sort of the tied ids), so that a worker thread
+        running it holds the GIL as little as possible; ``matches`` turns each result into
+        ``VectorMatch``es on the caller's thread.
         """
         size = len(self._ids)
         if size == 0:
             empty = np.empty(0, dtype=np.intp), np.empty(0, dtype=np.float32)
             return [empty for _ in top_k]
+        matrix, id_of = self._matrix[:size], self._ids.__getitem__
         if len(top_k) <= PER_QUERY_MAX_BATCH:
-            matrix = self._matrix[:size]
+            search = self._kernels.search
             return [
-                self._kernels.search(matrix, query, min(k, size))
+                top_k_settled(search, matrix, query, min(k, size), id_of)
                 for query, k in zip(queries, top_k, strict=True)
             ]
-        return top_k_many(self._matrix[:size], queries, [min(k, size) for k in top_k])
+        return top_k_many(matrix, queries, [min(k, size) for k in top_k], id_of)
 
     def matches(self, ranked: Result) -> list[VectorMatch]:
         """The ``VectorMatch``es of a ``rank_many`` result (valid until the next change)."""

@@ -82,6 +82,28 @@ async def test_v1_a_match_is_frozen_and_its_metadata_a_copy(index: VectorIndex) 
     assert again.metadata == {"tags": ["x"]}
 
 
+async def test_v1_equal_scores_are_ordered_by_id_whatever_the_kernel(index: VectorIndex) -> None:
+    """Identical vectors: repeated, concurrent and post-delete queries give the smallest ids."""
+    rng = np.random.default_rng(21)
+    ids = [f"id{i:02d}" for i in range(50)]
+    shuffled = [ids[i] for i in rng.permutation(50)]  # row order is not id order
+    await index.upsert_arrays("ns", shuffled, np.tile(rng.standard_normal(DIM), (50, 1)))
+    queries = rng.standard_normal((60, DIM))
+    # 60 queries: the kernel chooser runs each kernel for a while before choosing.
+    for query in queries:
+        assert [m.id for m in await index.query("ns", query, 3)] == ids[:3]
+    together = await asyncio.gather(*(index.query("ns", q, 3) for q in queries[:9]))
+    assert [[m.id for m in matches] for matches in together] == [ids[:3]] * 9
+    gone = {"id00", "id02", shuffled[-1], shuffled[0]}
+    assert await index.delete_many("ns", gone) == len(gone)
+    remaining = sorted(set(ids) - gone)
+    for query in queries[:20]:
+        assert [m.id for m in await index.query("ns", query, 3)] == remaining[:3]
+    matches = await index.query("ns", queries[0], 50)
+    assert [m.id for m in matches] == remaining
+    assert len({m.score for m in matches}) == 1
+
+
 # V2 ---------------------------------------------------------------------------------------
 
 

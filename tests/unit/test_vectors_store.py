@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 
 from app.errors import InvalidVectorError
+from app.vectors import kernels
 from app.vectors.store import PER_QUERY_MAX_BATCH, NamespaceStore
 from app.vectors.validation import normalised_vector, prepare_batch
 
@@ -154,3 +155,142 @@ def test_upsert_one_appends_new_ids_and_replaces_known_ones_in_place() -> None:
     assert v3.metadata is None
     assert store.ids.index("v3") == 3
     assert len(store) == 40
+
+
+# Ties: score descending, then id ascending, whichever kernel, path or row order ---------
+
+TIE_DIM = 16
+
+
+@pytest.fixture(params=["numpy", "faiss"])
+def kernel(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
+    """Forces one kernel: the chooser picks from a pair of the same kernel."""
+    chosen = {"numpy": kernels.top_k_numpy, "faiss": kernels.top_k_faiss}[request.param]
+    monkeypatch.setattr(kernels, "KERNELS", (chosen, chosen))
+    return str(request.param)
+
+
+def tie_ids(count: int) -> list[str]:
+    return [f"id{i:02d}" for i in range(count)]
+
+
+def identical_store(count: int = 50) -> NamespaceStore:
+    """``count`` copies of one vector, inserted in shuffled order (row order is not id order)."""
+    rng = np.random.default_rng(count)
+    ids = tie_ids(count)
+    shuffled = [ids[i] for i in rng.permutation(count)]
+    vector = rng.standard_normal(TIE_DIM)
+    store = NamespaceStore(TIE_DIM)
+    batch = prepare_batch(
+        shuffled, np.tile(vector, (count, 1)), [{"i": int(i[2:])} for i in shuffled], TIE_DIM
+    )
+    store.upsert(batch.ids, batch.vectors, batch.scale, batch.metadata)
+    return store
+
+
+def random_unit(rng: np.random.Generator) -> np.ndarray:
+    return normalised_vector(rng.standard_normal(TIE_DIM), TIE_DIM)
+
+
+def test_tied_rows_give_the_smallest_ids_in_id_order(kernel: str) -> None:
+    """50 identical vectors: every top-3 query returns the 3 smallest ids, in id order."""
+    store = identical_store()
+    rng = np.random.default_rng(7)
+    for _ in range(40):
+        hits = store.search(random_unit(rng), 3, None)
+        assert [hit.id for hit in hits] == ["id00", "id01", "id02"]
+        assert hits[0].score == hits[1].score == hits[2].score
+    hits = store.search(random_unit(rng), 60, None)
+    assert [hit.id for hit in hits] == tie_ids(50)
+
+
+def test_ties_follow_ids_not_rows_after_deletes(kernel: str) -> None:
+    """Deletes move rows; the smallest remaining ids still come first, in id order."""
+    store = identical_store()
+    rows_before = store.ids
+    assert store.delete(["id00", "id02", "id05", rows_before[0], rows_before[1]]) == 5
+    remaining = sorted(store.ids)
+    rng = np.random.default_rng(8)
+    for _ in range(20):
+        assert [hit.id for hit in store.search(random_unit(rng), 3, None)] == remaining[:3]
+    assert store.upsert_one("id00", store.get([remaining[0]])[0].vector, None)
+    assert [hit.id for hit in store.search(random_unit(rng), 4, None)] == [
+        "id00",
+        *remaining[:3],
+    ]
+
+
+def test_filtered_queries_apply_the_same_tie_rule(kernel: str) -> None:
+    """With a filter, the smallest ids among the kept rows come first, in id order."""
+    store = identical_store()
+    rng = np.random.default_rng(9)
+
+    def odd(metadata: object) -> bool:
+        return isinstance(metadata, dict) and metadata["i"] % 2 == 1
+
+    for _ in range(10):
+        assert [hit.id for hit in store.search(random_unit(rng), 3, odd)] == [
+            "id01",
+            "id03",
+            "id05",
+        ]
+
+
+def test_batched_queries_break_ties_like_single_ones(kernel: str) -> None:
+    """rank_many, in one product or one scan per query, returns what search returns on ties."""
+    store = identical_store()
+    rng = np.random.default_rng(10)
+    queries = np.stack([random_unit(rng) for _ in range(9)])
+    ks = [3, 1, 10, 50, 60, 2, 7, 5, 4]
+    single = [
+        [hit.id for hit in store.search(q, k, None)] for q, k in zip(queries, ks, strict=True)
+    ]
+    together = store.rank_many(queries, ks)  # more than PER_QUERY_MAX_BATCH: one product
+    alone = store.rank_many(queries[:PER_QUERY_MAX_BATCH], ks[:PER_QUERY_MAX_BATCH])
+    for ranked in (together, alone):
+        for result, expected in zip(ranked, single, strict=False):
+            assert [hit.id for hit in store.matches(result)] == expected
+            assert result[0].dtype == np.intp
+            assert result[1].dtype == np.float32
+    assert single == [tie_ids(50)[: min(k, 50)] for k in ks]
+
+
+def mixed_store() -> tuple[NamespaceStore, np.ndarray]:
+    """Scores 1 > 0.600002 > 0.6 (five ties) > 0.5, ids ordered against the scores, rotated."""
+    tied = [0.6, 0.8]
+    near = [0.600002, np.sqrt(1 - 0.600002**2)]
+    rows = {
+        "z-best": [1.0, 0.0],
+        "y-near": near,
+        **{f"m{i}": tied for i in (3, 0, 4, 1, 2)},
+        "a-low": [0.5, np.sqrt(0.75)],
+    }
+    base = np.zeros((len(rows), TIE_DIM))
+    base[:, :2] = list(rows.values())
+    rotation, _ = np.linalg.qr(np.random.default_rng(11).standard_normal((TIE_DIM, TIE_DIM)))
+    store = NamespaceStore(TIE_DIM)
+    batch = prepare_batch(list(rows), base @ rotation, None, TIE_DIM)
+    store.upsert(batch.ids, batch.vectors, batch.scale, batch.metadata)
+    return store, normalised_vector(rotation[0], TIE_DIM)
+
+
+@pytest.mark.parametrize(
+    ("top_k", "expected"),
+    [
+        (1, ["z-best"]),
+        (2, ["z-best", "y-near"]),
+        (4, ["z-best", "y-near", "m0", "m1"]),
+        (7, ["z-best", "y-near", "m0", "m1", "m2", "m3", "m4"]),
+        (9, ["z-best", "y-near", "m0", "m1", "m2", "m3", "m4", "a-low"]),
+    ],
+)
+def test_score_order_comes_before_id_order(kernel: str, top_k: int, expected: list[str]) -> None:
+    """Ids order only equal scores: a higher score (even by 2e-6) comes first whatever its id."""
+    store, query = mixed_store()
+    hits = store.search(query, top_k, None)
+    assert [hit.id for hit in hits] == expected
+    scores = [hit.score for hit in hits]
+    assert scores == sorted(scores, reverse=True)
+    assert len({hit.score for hit in hits if hit.id.startswith("m")}) <= 1
+    ranked = store.rank_many(np.stack([query] * 6), [top_k] * 6)
+    assert [[hit.id for hit in store.matches(result)] for result in ranked] == [expected] * 6
