@@ -57,7 +57,8 @@ class FakeVectorIndex:
             for vid, (vec, meta) in self.data.get(namespace, {}).items()
             if not filter or all((meta or {}).get(k) == v for k, v in filter.items())
         ]
-        return sorted(scored, key=lambda match: -match.score)[:top_k]
+        # The real index's order: score descending, then id ascending (ties settled by id).
+        return sorted(scored, key=lambda match: (-match.score, match.id))[:top_k]
 
     async def get(self, namespace: str, ids: Iterable[str]) -> list[VectorRecord]:
         self.calls.append("get")
