@@ -46,9 +46,19 @@ class EventStream:
         except asyncio.QueueFull:
             self._overflowed = True
 
-    async def __aenter__(self) -> Self:
+    async def open(self) -> None:
+        """Subscribe; returns once the subscription is live (bad pattern: ValueError)."""
         self._subscription = self._bus.subscribe(self._pattern, self._forward)
         await self._subscription
+
+    def close(self) -> None:
+        """Unsubscribe (idempotent)."""
+        subscription, self._subscription = self._subscription, None
+        if subscription is not None:
+            self._bus.unsubscribe(subscription)
+
+    async def __aenter__(self) -> Self:
+        await self.open()
         return self
 
     async def __aexit__(
@@ -57,8 +67,7 @@ class EventStream:
         exc: BaseException | None,
         tb: TracebackType | None,
     ) -> None:
-        if self._subscription is not None:
-            self._bus.unsubscribe(self._subscription)
+        self.close()
 
     async def next(self, stop: asyncio.Event, timeout_s: float) -> DataEvent | None:
         """The next event; ``None`` if ``timeout_s`` passed or ``stop`` is set first."""

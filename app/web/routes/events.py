@@ -79,7 +79,7 @@ class _EventStreamResponse(StreamingResponse):
         try:
             await super().__call__(scope, receive, send)
         finally:
-            await self._events.__aexit__(None, None, None)
+            self._events.close()
 
 
 @router.get(
@@ -100,5 +100,5 @@ async def stream(
     """
     stop: asyncio.Event = request.app.state.streams_stop
     events = await service.open_event_stream(pattern)
-    await events.__aenter__()
+    await events.open()
     return _EventStreamResponse(events, stop)
