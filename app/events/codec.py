@@ -3,7 +3,9 @@
 The envelope is a JSON object with the fields of :class:`DataEvent`; ``timestamp`` is
 ISO 8601 with offset, ``id`` the canonical UUID string. Output is ASCII (non-ASCII is
 escaped), so its length in characters is its size in bytes. ``encode`` is the only place
-that checks ``type`` (B3), serialisability (B2) and size (B4); both buses call it.
+that checks ``type`` (B3, which also refuses control characters: a type is written raw
+into line-based outputs such as the server-sent event stream), serialisability (B2) and
+size (B4); both buses call it.
 """
 
 from __future__ import annotations
@@ -39,7 +41,10 @@ __all__ = [
 
 CONTENT_TYPE: Final = "application/json"
 DEFAULT_MAX_EVENT_BYTES: Final = 1024 * 1024
-_TYPE_RE: Final = re.compile(r"[^.*#]+(?:\.[^.*#]+)*", re.DOTALL)
+_TYPE_RE: Final = re.compile(r"[^.*#]+(?:\.[^.*#]+)*")
+# Control characters (C0, DEL, C1): CR and LF would end a line of any line-based consumer
+# (a server-sent event stream, a log), and none of them belongs in a word.
+_CONTROL_RE: Final = re.compile(r"[\x00-\x1f\x7f-\x9f]")
 _ENVELOPE_FIELDS: Final = frozenset(
     {"id", "type", "resource", "key", "source", "timestamp", "version", "payload"}
 )
@@ -82,9 +87,16 @@ class EncodedEvent(NamedTuple):
 
 
 def validate_type(event_type: str) -> None:
-    """Raise ``ValueError`` unless ``event_type`` is dot-separated words, <= 255 bytes."""
+    """Raise ``ValueError`` unless ``event_type`` is dot-separated words (no ``*``, ``#``
+    or control characters such as CR and LF), <= 255 bytes."""
     if event_type in _valid_types:
         return
+    control = _CONTROL_RE.search(event_type)
+    if control is not None:
+        raise ValueError(
+            "event type must be dot-separated words without control characters (such as CR "
+            f"or LF), got {control.group()!r} at index {control.start()} in {event_type!r}"
+        )
     if _TYPE_RE.fullmatch(event_type) is None:
         raise ValueError(
             "event type must be dot-separated non-empty words without '*' or '#', "

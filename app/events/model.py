@@ -58,8 +58,9 @@ class DataEvent:
 
     ``payload`` is copied at construction, so later changes to the caller's dict do not
     show. ``timestamp`` (default: now) must be timezone-aware and is stored in UTC.
-    ``type`` is checked when the event is published (dot-separated words without ``*``
-    or ``#``, at most 255 UTF-8 bytes). ``id`` is generated and is the dedupe key.
+    ``type`` is checked when the event is published (dot-separated words without ``*``,
+    ``#`` or control characters such as CR and LF, at most 255 UTF-8 bytes). ``id`` is
+    generated and is the dedupe key.
     Handlers receive an equal copy, never the published object.
     """
 

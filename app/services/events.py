@@ -47,9 +47,18 @@ class EventStream:
             self._overflowed = True
 
     async def open(self) -> None:
-        """Subscribe; returns once the subscription is live (bad pattern: ValueError)."""
+        """Subscribe; returns once the subscription is live (bad pattern: ValueError).
+
+        If the subscription does not go live (RabbitMQ: setup failed or timed out) or
+        ``open`` is cancelled meanwhile, it is unsubscribed before the error propagates:
+        a failed open leaves nothing registered in the bus.
+        """
         self._subscription = self._bus.subscribe(self._pattern, self._forward)
-        await self._subscription
+        try:
+            await self._subscription
+        except BaseException:
+            self.close()
+            raise
 
     def close(self) -> None:
         """Unsubscribe (idempotent)."""

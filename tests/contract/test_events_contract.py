@@ -93,10 +93,13 @@ async def test_b2_handlers_get_an_equal_copy_and_unserialisable_payload_is_rejec
 
 @pytest.mark.parametrize(
     "bad_type",
-    ["", "a..b", ".a", "a.", "a.*", "#", "a.#.b", "x*", "x" * 256, "é" * 128],
+    [
+        *("", "a..b", ".a", "a.", "a.*", "#", "a.#.b", "x*", "x" * 256, "é" * 128),
+        *("order\ndata: {}\n\nevent: admin", "a\rb", "a.b\x00"),
+    ],
 )
 async def test_b3_malformed_type_raises_value_error_at_publish(bus: Any, bad_type: str) -> None:
-    """B3: a type that is not dot-separated words (no * or #, <= 255 bytes) raises ValueError."""
+    """B3: a type not of dot-separated words (no *, #, control chars, <= 255 bytes): ValueError."""
     with pytest.raises(ValueError, match="event type"):
         await bus.publish(DataEvent(bad_type, "r", "k"))
     assert bus.stats.published == 0

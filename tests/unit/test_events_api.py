@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Sequence
+from typing import Literal
 
 import pytest
 
 import app.events
-from app.events import DataEvent, EventBus, InProcessEventBus, RabbitMQEventBus
-from app.events.subscription import Subscription
+from app.events import DataEvent, EventBus, InProcessEventBus, PublishError, RabbitMQEventBus
+from app.events.subscription import BusStats, Handler, Subscription, as_patterns
+from app.services.events import EventStream
 
 
 def test_all_is_complete_and_importable() -> None:
@@ -86,3 +89,102 @@ def test_original_api_works_without_await_and_outside_a_loop() -> None:
     asyncio.run(run())
     assert got == ["user.created"]
     assert bus.unsubscribe("user.created", handler) is False  # close removed it
+
+
+class PendingSetupBus:
+    """An EventBus whose subscriptions are registered at once but go live only when the test
+    says so, or fail: RabbitMQ's setup without a broker."""
+
+    def __init__(self) -> None:
+        self.stats = BusStats()
+        self.registered: list[Subscription] = []
+
+    async def start(self) -> None:
+        return None
+
+    def subscribe(
+        self,
+        pattern: str | Sequence[str],
+        handler: Handler,
+        *,
+        group: str | None = None,
+        concurrency: int = 1,
+        max_attempts: int = 3,
+    ) -> Subscription:
+        subscription = Subscription(
+            as_patterns(pattern),
+            handler,
+            group=group,
+            concurrency=concurrency,
+            max_attempts=max_attempts,
+        )
+        self.registered.append(subscription)
+        return subscription
+
+    def subscribe_all(self, handler: Handler) -> Subscription:
+        return self.subscribe("#", handler)
+
+    def unsubscribe(
+        self, pattern_or_handle: str | Subscription, handler: Handler | None = None
+    ) -> bool:
+        found = [
+            subscription
+            for subscription in self.registered
+            if subscription is pattern_or_handle
+            or (subscription.patterns == (pattern_or_handle,) and subscription.handler == handler)
+        ]
+        for subscription in found:
+            subscription.active = False
+            self.registered.remove(subscription)
+        return bool(found)
+
+    async def publish(self, event: DataEvent) -> None:
+        return None
+
+    async def drain(self, timeout: float | None = None, *, fail_fast: bool = False) -> None:  # noqa: ASYNC109
+        return None
+
+    async def close(self, timeout: float = 10.0) -> None:  # noqa: ASYNC109
+        self.registered.clear()
+
+    async def ping(self) -> None:
+        return None
+
+
+@pytest.mark.parametrize("outcome", ["setup_fails", "open_cancelled"])
+async def test_a_stream_that_does_not_go_live_leaves_no_subscription_behind(
+    outcome: Literal["setup_fails", "open_cancelled"],
+) -> None:
+    """EventStream.open() that fails or is cancelled unsubscribes what it made, then re-raises."""
+    bus = PendingSetupBus()
+    assert isinstance(bus, EventBus)
+    stream = EventStream(bus, "order.*")
+    opening = asyncio.create_task(stream.open())
+    await asyncio.sleep(0)
+    (pending,) = bus.registered
+    expected: type[BaseException]
+    if outcome == "setup_fails":
+        pending.set_failed(PublishError("RabbitMQ did not set up the subscription in time"))
+        expected = PublishError
+    else:
+        opening.cancel()
+        expected = asyncio.CancelledError
+    with pytest.raises(expected):
+        await opening
+    assert bus.registered == []
+    assert not pending.active
+    stream.close()  # the route's cleanup after a failed open stays harmless
+
+
+async def test_a_stream_that_goes_live_stays_subscribed_until_closed() -> None:
+    """EventStream.open() that succeeds keeps its one subscription until close()."""
+    bus = PendingSetupBus()
+    stream = EventStream(bus, "order.*")
+    opening = asyncio.create_task(stream.open())
+    await asyncio.sleep(0)
+    (pending,) = bus.registered
+    pending.set_live()
+    await opening
+    assert bus.registered == [pending]
+    stream.close()
+    assert bus.registered == []

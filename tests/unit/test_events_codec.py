@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from datetime import UTC, datetime, timedelta, timezone
 from typing import Any
 
@@ -19,6 +20,7 @@ from app.events.codec import (
     envelope_size,
     handler_copy,
     prepare,
+    validate_type,
 )
 
 JSON_LEAVES = (
@@ -36,6 +38,8 @@ JSON = st.recursive(
     max_leaves=12,
 )
 TEXT = st.text(max_size=20)
+# What an in-process component could put in a type to forge a server-sent event.
+FORGED_TYPE = 'order\ndata: {"forged": true}\n\nevent: admin'
 
 
 @given(
@@ -119,6 +123,38 @@ def test_envelope_with_a_bad_field_is_malformed() -> None:
         broken = encode(sent, 10**6).body.decode().replace(old, new)
         assert broken != good
         with pytest.raises(MalformedEventError):
+            decode(broken)
+
+
+@pytest.mark.parametrize(
+    "bad_type",
+    [FORGED_TYPE, "a\rb", "a\r\nb", "a.b\n", "\na", "a\x00b", "a\tb", "a\x1bb", "a\x7fb", "a\x85b"],
+)
+def test_types_with_control_characters_are_refused(bad_type: str) -> None:
+    """A type with a control character (CR, LF, NUL, ...) is a ValueError naming it, everywhere."""
+    with pytest.raises(ValueError, match="control character") as raised:
+        validate_type(bad_type)
+    assert repr(bad_type) in str(raised.value)
+    sent = DataEvent(bad_type, "r", "k")
+    with pytest.raises(ValueError, match="control character"):
+        prepare(sent, 10**6)
+    with pytest.raises(ValueError, match="control character"):
+        encode(sent, 10**6)
+
+
+def test_types_of_printable_unicode_words_are_still_valid() -> None:
+    """Refusing control characters leaves printable words alone, spaces and non-ASCII included."""
+    for good in ("order.placed", "ünï.cödé", "a b.c", "x" * 255):
+        validate_type(good)
+
+
+def test_an_envelope_whose_type_holds_a_line_break_is_malformed() -> None:
+    """A foreign envelope with CR or LF in its type is a MalformedEventError, never an event."""
+    body = encode(DataEvent("order", "r", "k"), 10**6).body.decode()
+    for forged in (FORGED_TYPE, "order\rdata: x"):
+        broken = body.replace('"type":"order"', f'"type":{json.dumps(forged)}')
+        assert broken != body
+        with pytest.raises(MalformedEventError, match="control character"):
             decode(broken)
 
 

@@ -44,6 +44,27 @@ async def publish(body: EventIn) -> EventOut:
     return EventOut(id=str(event.id), type=event.type, timestamp=event.timestamp)
 
 
+def sse_field(name: str, value: str) -> str:
+    """One ``name: value`` line of a server-sent event.
+
+    A CR or LF in ``value`` would end the line there and let the rest pose as further
+    fields or events (SSE injection), so such a value is refused with ``ValueError``.
+    """
+    if "\n" in value or "\r" in value:
+        raise ValueError(
+            f"server-sent event field {name!r} must be one line without CR or LF, got {value!r}"
+        )
+    return f"{name}: {value}\n"
+
+
+def _event_frame(event: DataEvent) -> bytes:
+    """The server-sent event of ``event``; ``ValueError`` if it cannot be written safely."""
+    data = codec.encode(event, SSE_MAX_EVENT_BYTES).body.decode()  # ASCII JSON: one line
+    return (
+        sse_field("id", str(event.id)) + sse_field("event", event.type) + sse_field("data", data)
+    ).encode() + b"\n"
+
+
 async def _sse(events: service.EventStream, stop: asyncio.Event) -> AsyncIterator[bytes]:
     yield b": subscribed\n\n"
     while not stop.is_set():
@@ -53,14 +74,20 @@ async def _sse(events: service.EventStream, stop: asyncio.Event) -> AsyncIterato
             # The stream ends cleanly, saying why, rather than with a cut connection.
             log.warning("api.event_stream_overflow", error=str(exc))
             body = json.dumps({"error": {"code": "stream_overflow", "message": str(exc)}})
-            yield f"event: error\ndata: {body}\n\n".encode()
+            yield (sse_field("event", "error") + sse_field("data", body) + "\n").encode()
             return
         if event is None:
             if not stop.is_set():
                 yield b": heartbeat\n\n"
             continue
-        data = codec.encode(event, SSE_MAX_EVENT_BYTES).body.decode()
-        yield f"id: {event.id}\nevent: {event.type}\ndata: {data}\n\n".encode()
+        try:
+            frame = _event_frame(event)
+        except ValueError as exc:
+            # Both buses refuse such an event at publish (B3); should one get through anyway,
+            # it is dropped here rather than written as forged lines, and the stream goes on.
+            log.warning("api.event_stream_event_refused", event_id=str(event.id), error=str(exc))
+            continue
+        yield frame
 
 
 class _EventStreamResponse(StreamingResponse):
