@@ -213,4 +213,22 @@ class ApiSettings(Section):
         default=60.0, gt=0, le=2**53 // 1000, allow_inf_nan=False
     )
 
+    # Requests up to this size are read; a bigger body is a 413 before it is buffered.
+    max_body_bytes: int = Field(default=64 * MiB, gt=0)
+
     _split_tokens = field_validator("tokens", mode="before")(split_list)
+
+    @field_validator("tokens")
+    @classmethod
+    def _presentable_tokens(cls, tokens: list[SecretStr]) -> list[SecretStr]:
+        """Only tokens a client can send in a header: visible ASCII, no spaces (the value is
+        never echoed). A header is read as Latin-1 and trimmed, so others could never match."""
+        for index, token in enumerate(tokens):
+            text = token.get_secret_value()
+            if not text or not all("!" <= char <= "~" for char in text):
+                msg = (
+                    f"token #{index + 1} must be visible ASCII characters without spaces "
+                    "(what an Authorization header carries)"
+                )
+                raise ValueError(msg)
+        return tokens

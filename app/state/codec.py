@@ -18,6 +18,7 @@ from typing import Any, Final
 import numpy as np
 import structlog
 
+from app.errors import StateBackendError
 from app.state.validation import show
 
 __all__ = [
@@ -63,9 +64,21 @@ def encode_json(value: Any, arg: str, max_bytes: int) -> bytes:
     return _check_size(text.encode("ascii"), arg, max_bytes)
 
 
-def decode_json(blob: bytes | str) -> Any:
-    """Decode what :func:`encode_json` produced."""
-    return json.loads(blob)
+def decode_json(blob: bytes | str, key: str = "") -> Any:
+    """Decode what :func:`encode_json` produced; anything else (a key another program wrote)
+    is a ``StateBackendError`` naming ``key``, not a ``ValueError`` that blames the caller."""
+    try:
+        return json.loads(blob)
+    except ValueError as exc:
+        raise _foreign("value", key, exc) from exc
+
+
+def _foreign(kind: str, key: str, cause: Exception) -> StateBackendError:
+    where = f" at {key!r}" if key else ""
+    return StateBackendError(
+        f"the stored {kind}{where} is not one this data layer wrote "
+        f"({type(cause).__name__}: {cause})"
+    )
 
 
 def encode_session(data: Any, ttl_ms: int | None, max_bytes: int) -> bytes:
@@ -76,11 +89,20 @@ def encode_session(data: Any, ttl_ms: int | None, max_bytes: int) -> bytes:
     return b"%d:" % (ttl_ms or 0) + body
 
 
-def decode_session(blob: bytes) -> tuple[dict[str, Any], int | None]:
-    """Split a stored session into its data and its TTL in milliseconds (None = no expiry)."""
+def decode_session(blob: bytes, key: str = "") -> tuple[dict[str, Any], int | None]:
+    """Split a stored session into its data and its TTL in milliseconds (None = no expiry).
+
+    A blob :func:`encode_session` did not write is a ``StateBackendError`` naming ``key``.
+    """
     head, _, body = blob.partition(b":")
-    ttl_ms = int(head)
-    data: dict[str, Any] = json.loads(body)
+    try:
+        ttl_ms = int(head)
+        data = json.loads(body)
+    except ValueError as exc:
+        raise _foreign("session", key, exc) from exc
+    if type(data) is not dict or ttl_ms < 0:
+        problem = ValueError(f"expected '<ttl_ms>:<JSON object>', got {show(blob)}")
+        raise _foreign("session", key, problem)
     return data, (ttl_ms or None)
 
 

@@ -251,7 +251,7 @@ class RedisStateBackend:
             blob = await self._eval(self._session_touch, key)
         else:
             blob = await self._command("GET", key)
-        return None if blob is None else codec.decode_session(blob)[0]
+        return None if blob is None else codec.decode_session(blob, key)[0]
 
     async def delete_session(self, session_id: str) -> bool:
         """Remove the session; True iff a live one was removed."""
@@ -280,7 +280,7 @@ class RedisStateBackend:
         self._check_open()
         check_key(key)
         blob = await self._command("GET", self._values + key)
-        return None if blob is None else codec.decode_json(blob)
+        return None if blob is None else codec.decode_json(blob, self._values + key)
 
     async def delete(self, key: str) -> bool:
         """Remove a plain value; True iff a live key was removed."""

@@ -6,6 +6,7 @@ import asyncio
 import gc
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from typing import Any
 
 import structlog
 from fastapi import FastAPI
@@ -13,7 +14,7 @@ from fastapi import FastAPI
 from app.errors import ConfigurationError, ResourceStopError
 from app.web import health
 from app.web.errors import install_error_handlers
-from app.web.guard import ApiGuard
+from app.web.guard import PROTECTED_PREFIX, ApiGuard
 from app.web.routes import events, locks, sessions, vectors
 from containers import Container, build_lifecycle, create_container
 from containers.accessors import get_state_backend
@@ -22,6 +23,8 @@ from settings import ApiAuth, Settings
 __all__ = ["create_app"]
 
 log = structlog.get_logger(__name__)
+
+BEARER_SCHEME = "bearerAuth"
 
 
 def _check_auth(settings: Settings) -> None:
@@ -41,6 +44,32 @@ def _freeze_startup_objects() -> None:
     gc.collect()
     gc.freeze()
     log.info("api.gc_frozen", objects=gc.get_freeze_count())
+
+
+def _declare_bearer_auth(app: FastAPI) -> None:
+    """Say in the OpenAPI document that ``/v1`` operations need a bearer token, as ``ApiGuard``
+    enforces (declared here, not as a per-route dependency: no cost per request), so ``/docs``
+    can send one and generated clients know to."""
+    build = app.openapi
+    declared: dict[str, Any] | None = None
+
+    def openapi() -> dict[str, Any]:
+        nonlocal declared
+        schema = build()  # FastAPI's: cached, built again when the routes change
+        if schema is not declared:
+            declared = schema
+            components = schema.setdefault("components", {})
+            components.setdefault("securitySchemes", {})[BEARER_SCHEME] = {
+                "type": "http",
+                "scheme": "bearer",
+            }
+            for path, operations in schema.get("paths", {}).items():
+                if path.startswith(PROTECTED_PREFIX):
+                    for operation in operations.values():
+                        operation["security"] = [{BEARER_SCHEME: []}]
+        return schema
+
+    app.openapi = openapi  # type: ignore[method-assign]  # FastAPI's documented way
 
 
 def create_app(container: Container | None = None, *, freeze_gc: bool = False) -> FastAPI:
@@ -100,11 +129,14 @@ def create_app(container: Container | None = None, *, freeze_gc: bool = False) -
     install_error_handlers(app, routers)
     for router in routers:
         app.include_router(router)
+    if settings.api.auth is ApiAuth.ENABLED:
+        _declare_bearer_auth(app)
     app.add_middleware(
         ApiGuard,
         tokens=[token.get_secret_value() for token in settings.api.tokens],
         auth_enabled=settings.api.auth is ApiAuth.ENABLED,
         rate_limit=settings.api.rate_limit,
         window_seconds=settings.api.rate_limit_window_seconds,
+        max_body_bytes=settings.api.max_body_bytes,
     )
     return app

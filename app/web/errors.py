@@ -89,6 +89,21 @@ STATUS_BY_ERROR: tuple[tuple[type[BaseException], int, str], ...] = (
 # A plain ValueError (the state backends' argument checks) is a 422 too; a plain TypeError is
 # not: outside our typed errors it means a bug, and is a 500.
 
+# Codes of the HTTP errors raised by Starlette, FastAPI and the guard (others: http_<status>).
+CODE_BY_STATUS: dict[int, str] = {404: "not_found", 413: "too_large"}
+
+# What a client is told of a server-side failure: the error's own text names hosts, queues,
+# namespaces and driver replies, so it goes to the log (with the request id) only.
+PUBLIC_MESSAGES: dict[str, str] = {
+    "backend_not_configured": "this backend is not started in the configured deployment mode",
+    "backend_closed": "the backend is shutting down",
+    "bus_closed": "the event bus is closed",
+    "not_started": "the backends are not started",
+    "publish_failed": "the event broker did not confirm the event in time; retry later",
+    "state_unavailable": "the state store is unavailable; retry later",
+    "internal_error": "internal error; quote the request id",
+}
+
 
 def _status_for(exc: DataLayerError) -> tuple[int, str]:
     for error_type, status, code in STATUS_BY_ERROR:
@@ -131,7 +146,7 @@ def install_error_handlers(app: FastAPI, routers: Sequence[APIRouter]) -> None:
 
     @app.exception_handler(StarletteHTTPException)
     async def http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:
-        code = "not_found" if exc.status_code == 404 else f"http_{exc.status_code}"
+        code = CODE_BY_STATUS.get(exc.status_code, f"http_{exc.status_code}")
         headers = dict(exc.headers or {})
         if exc.status_code == 405:
             headers["Allow"] = ", ".join(_allowed_methods(routers, request.scope))
@@ -142,9 +157,10 @@ def install_error_handlers(app: FastAPI, routers: Sequence[APIRouter]) -> None:
     @app.exception_handler(DataLayerError)
     async def data_layer_error(request: Request, exc: DataLayerError) -> JSONResponse:
         status, code = _status_for(exc)
-        if status >= 500:
-            log.error("api.backend_error", error=f"{type(exc).__name__}: {exc}")
-        return error_response(status, code, str(exc), _request_id(request))
+        if status < 500:
+            return error_response(status, code, str(exc), _request_id(request))
+        log.error("api.backend_error", code=code, error=f"{type(exc).__name__}: {exc}")
+        return error_response(status, code, PUBLIC_MESSAGES[code], _request_id(request))
 
     @app.exception_handler(ValueError)
     async def invalid_input(request: Request, exc: ValueError) -> JSONResponse:

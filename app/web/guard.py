@@ -14,10 +14,11 @@ from collections.abc import Sequence
 
 import structlog
 from starlette.datastructures import Headers, MutableHeaders
+from starlette.exceptions import HTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from app.state import StateBackend
-from app.web.errors import error_response
+from app.web.errors import PUBLIC_MESSAGES, error_response
 
 __all__ = ["ApiGuard", "caller_of"]
 
@@ -41,6 +42,12 @@ def _request_id(headers: Headers) -> str:
     # uuid4().hex: a request id names a request, it guards nothing. uuid4's getrandom() call
     # was 8% of the event loop's time under load.
     return f"{random.getrandbits(128):032x}"
+
+
+def _declared_length(headers: Headers) -> int:
+    """The ``Content-Length`` the client declared (0 if none; the server checked its form)."""
+    value = headers.get("content-length", "")
+    return int(value) if value.isdigit() else 0
 
 
 def _client_address(scope: Scope) -> str:
@@ -72,8 +79,10 @@ class ApiGuard:
         auth_enabled: bool,
         rate_limit: int,
         window_seconds: float,
+        max_body_bytes: int,
     ) -> None:
         self.app = app
+        self._max_body = max_body_bytes
         # (token bytes, caller identity), the identity hashed once here, not per request
         self._tokens = [(token.encode(), caller_of(token)) for token in tokens]
         self._auth_enabled = auth_enabled
@@ -102,12 +111,44 @@ class ApiGuard:
         state["request_id"] = request_id
         extra = {"X-Request-ID": request_id}
         with structlog.contextvars.bound_contextvars(request_id=request_id):
+            refusal = None
             if _route_path(scope).startswith(PROTECTED_PREFIX):
                 refusal = await self._guard(scope, headers, state, extra)
-                if refusal is not None:
-                    await refusal(scope, receive, self._with_headers(send, extra))
-                    return
-            await self._call_app(scope, receive, self._with_headers(send, extra), request_id)
+            if refusal is None and _declared_length(headers) > self._max_body:
+                refusal = self._too_large(request_id)
+            if refusal is not None:
+                await refusal(scope, receive, self._with_headers(send, extra))
+                return
+            await self._call_app(
+                scope, self._bounded(receive), self._with_headers(send, extra), request_id
+            )
+
+    def _too_large(self, request_id: str) -> ASGIApp:
+        return error_response(413, "too_large", self._too_large_message, request_id)
+
+    @property
+    def _too_large_message(self) -> str:
+        return (
+            f"the request body is larger than API__MAX_BODY_BYTES={self._max_body} bytes; "
+            "send less per request (split a batch)"
+        )
+
+    def _bounded(self, receive: Receive) -> Receive:
+        """``receive`` that refuses a body growing past the limit (one sent without a
+        ``Content-Length``, chunked) before more of it is buffered: a 413."""
+        received = 0
+
+        async def bounded_receive() -> Message:
+            nonlocal received
+            message = await receive()
+            if message["type"] == "http.request":
+                received += len(message.get("body", b""))
+                if received > self._max_body:
+                    # Route handlers let an HTTPException raised while reading the body through.
+                    raise HTTPException(413, self._too_large_message)
+            return message
+
+        return bounded_receive
 
     async def _call_app(self, scope: Scope, receive: Receive, send: Send, request_id: str) -> None:
         """Run the app; an unexpected exception becomes a 500 with the request id, logged."""
@@ -124,9 +165,8 @@ class ApiGuard:
             log.exception("api.unexpected_error", error_type=type(exc).__name__)
             if started:
                 raise
-            response = error_response(
-                500, "internal_error", "internal error; quote the request id", request_id
-            )
+            message = PUBLIC_MESSAGES["internal_error"]
+            response = error_response(500, "internal_error", message, request_id)
             await response(scope, receive, send)
 
     async def _guard(

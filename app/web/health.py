@@ -1,13 +1,21 @@
-"""``/health/live`` and ``/health/ready``: public, no auth, no rate limit."""
+"""``/health/live`` and ``/health/ready``: public, no auth, no rate limit.
+
+Public, so they say whether each backend answers and how fast, never where it is or what it
+replied: addresses, paths and errors go to the log (``python -m app check`` prints them).
+Both answer ``HEAD`` too, as load balancers' probes may ask.
+"""
 
 from __future__ import annotations
 
+import structlog
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
 
 from containers import Lifecycle, check_readiness
 
 __all__ = ["router"]
+
+log = structlog.get_logger(__name__)
 
 router = APIRouter(prefix="/health", tags=["health"])
 
@@ -20,12 +28,22 @@ async def live() -> dict[str, str]:
 
 @router.get("/ready")
 async def ready(request: Request) -> JSONResponse:
-    """200 with the per-backend table when every active backend answers; 503 otherwise."""
+    """200 with each active backend's status and ping latency when all answer; 503 otherwise."""
     lifecycle: Lifecycle = request.app.state.lifecycle
     results = await check_readiness(lifecycle)
+    for result in results.values():
+        if not result.ok:
+            log.warning("api.backend_not_ready", **result.as_json(), resource=result.resource)
     ok = bool(lifecycle.started) and all(result.ok for result in results.values())
     body = {
         "status": "ok" if ok else "error",
-        "backends": {name: result.as_json() for name, result in results.items()},
+        "backends": {
+            name: {"status": result.status, "latency_ms": result.latency_ms}
+            for name, result in results.items()
+        },
     }
     return JSONResponse(body, status_code=200 if ok else 503)
+
+
+router.add_api_route("/live", live, methods=["HEAD"], include_in_schema=False)
+router.add_api_route("/ready", ready, methods=["HEAD"], include_in_schema=False)

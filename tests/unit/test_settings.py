@@ -304,3 +304,25 @@ def test_rate_limit_settings_stay_within_what_the_state_backends_accept() -> Non
         load_settings(api={"rate_limit": MAX_LIMIT + 1})
     with pytest.raises(ConfigurationError, match="API__RATE_LIMIT_WINDOW_SECONDS"):
         load_settings(api={"rate_limit_window_seconds": MAX_DURATION_SECONDS * 2})
+
+
+@pytest.mark.parametrize(
+    "tokens", ["ok,tökén", '[" padded "]', '["two words"]', '[""]', "ok,tab\tinside"]
+)
+def test_tokens_a_header_cannot_carry_are_refused_without_their_value(
+    monkeypatch: pytest.MonkeyPatch, tokens: str
+) -> None:
+    """A token that is not visible ASCII could never authenticate (headers are Latin-1 and
+    trimmed): refused at start, naming its position, never its value."""
+    monkeypatch.setenv("API__TOKENS", tokens)
+    with pytest.raises(ConfigurationError, match=r"API__TOKENS: token #\d") as caught:
+        load_settings()
+    for secret in ("tökén", "padded", "two words", "inside"):
+        assert secret not in str(caught.value)
+
+
+def test_visible_ascii_tokens_are_accepted(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Tokens of visible ASCII (what token68 and API keys use) load as given."""
+    monkeypatch.setenv("API__TOKENS", "abc-123_XYZ.~+/=,second!")
+    tokens = [token.get_secret_value() for token in load_settings().api.tokens]
+    assert tokens == ["abc-123_XYZ.~+/=", "second!"]

@@ -165,3 +165,34 @@ async def test_reply_errors_of_every_call_are_typed(
         await call(backend)
     assert info.value.__cause__ is error
     await client.aclose()
+
+
+@pytest.mark.parametrize(
+    ("stored", "call"),
+    [
+        (b"not a session blob", lambda b: b.get_session("s1")),
+        (b'12:["a list"]', lambda b: b.get_session("s1")),
+        (b"{not json", lambda b: b.get_value("s1")),
+    ],
+    ids=["session-garbage", "session-not-object", "value-not-json"],
+)
+async def test_a_key_another_program_wrote_is_a_state_error_not_the_callers(
+    stored: bytes, call: Callable[[RedisStateBackend], Awaitable[object]]
+) -> None:
+    """A stored blob this data layer did not write is a StateBackendError naming the key (a
+    server fault, 500), not a ValueError that the API would blame on the request (422)."""
+    client = Redis(host="127.0.0.1", port=1)
+    client.execute_command = _answering(stored)  # type: ignore[method-assign]
+    backend = RedisStateBackend(client, namespace="ns")
+    with pytest.raises(StateBackendError, match="not one this data layer wrote") as info:
+        await call(backend)
+    assert not isinstance(info.value, ValueError)
+    assert "ns:" in str(info.value)
+    await client.aclose()
+
+
+def _answering(reply: bytes) -> Callable[..., Awaitable[bytes]]:
+    async def execute_command(*_args: object, **_kwargs: object) -> bytes:
+        return reply
+
+    return execute_command

@@ -9,7 +9,7 @@ from fastapi import APIRouter, Request, Response
 from app.services import locks as service
 from app.web.errors import ERROR_RESPONSES, ApiError, ErrorBody
 from app.web.json_route import JSONRoute
-from app.web.params import StateKey
+from app.web.params import LockKey
 from app.web.schemas import LockRequest, LockState
 
 __all__ = ["router"]
@@ -29,7 +29,7 @@ def _caller(request: Request) -> str:
 
 # Registered before "/{key}" so that "name:extend" is not taken for a key.
 @router.post("/{key}:extend", responses=CONFLICT)
-async def extend(key: StateKey, body: LockRequest, request: Request) -> LockState:
+async def extend(key: LockKey, body: LockRequest, request: Request) -> LockState:
     """Renew your lease on ``key`` to ``ttl_seconds`` from now."""
     owner = _caller(request)
     if not await service.extend_lock(key, owner, body.ttl_seconds):
@@ -38,7 +38,7 @@ async def extend(key: StateKey, body: LockRequest, request: Request) -> LockStat
 
 
 @router.post("/{key}", responses=CONFLICT)
-async def acquire(key: StateKey, body: LockRequest, request: Request) -> LockState:
+async def acquire(key: LockKey, body: LockRequest, request: Request) -> LockState:
     """Take the lease on ``key`` if it is free (never waits); 409 if someone holds it."""
     owner = _caller(request)
     if not await service.acquire_lock(key, owner, body.ttl_seconds):
@@ -47,7 +47,7 @@ async def acquire(key: StateKey, body: LockRequest, request: Request) -> LockSta
 
 
 @router.delete("/{key}", status_code=204, responses=CONFLICT)
-async def release(key: StateKey, request: Request) -> Response:
+async def release(key: LockKey, request: Request) -> Response:
     """Release your lease on ``key``; 409 if you do not hold it."""
     if not await service.release_lock(key, _caller(request)):
         raise ApiError(409, "lock_not_held", f"you do not hold the lock {key!r}")
