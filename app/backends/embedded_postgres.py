@@ -7,6 +7,7 @@ process share a server; a reference count here stops it only when the last user 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import signal
 import subprocess
@@ -40,14 +41,41 @@ _users: dict[Path, int] = {}
 _users_lock = threading.Lock()
 
 
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    return True
+
+
+def _clear_single_user_lock(lock: Path, pid: int) -> None:
+    """A single-user backend's (initdb's) ``postmaster.pid`` names it as ``-pid``. pgserver
+    cannot parse that file, and fails on it at every start while it is there: wait for that
+    backend to end, then remove the file if the backend left it behind."""
+    deadline = time.monotonic() + ORPHAN_STOP_TIMEOUT_S
+    while _alive(-pid):
+        if time.monotonic() > deadline:
+            raise EmbeddedPostgresError(f"initdb's postgres process {-pid} did not end")
+        time.sleep(0.05)
+    with contextlib.suppress(OSError, ValueError):
+        if int(lock.read_text().split("\n", 1)[0]) == pid:
+            lock.unlink()
+            log.warning("postgres.embedded_stale_lock_removed", lock=str(lock), pid=pid)
+
+
 def _stop_orphan(pgdata: Path) -> None:
     """Stop a postmaster that a failed start left running (its PID is in postmaster.pid)."""
+    lock = pgdata / "postmaster.pid"
     try:
-        pid = int((pgdata / "postmaster.pid").read_text().split("\n", 1)[0])
+        pid = int(lock.read_text().split("\n", 1)[0])
     except (OSError, ValueError):
         return
-    if pid <= 0:  # a single-user backend's (initdb's) file: no postmaster to stop, and
-        return  # os.kill of a negative number would signal a whole process group
+    if pid < 0:  # never os.kill a negative number: it signals a whole process group
+        _clear_single_user_lock(lock, pid)
+        return
+    if pid == 0:
+        return
     for sig in (signal.SIGINT, signal.SIGQUIT):  # fast shutdown, then immediate
         try:
             os.kill(pid, sig)
@@ -55,9 +83,7 @@ def _stop_orphan(pgdata: Path) -> None:
             return
         deadline = time.monotonic() + ORPHAN_STOP_TIMEOUT_S
         while time.monotonic() < deadline:
-            try:
-                os.kill(pid, 0)
-            except ProcessLookupError:
+            if not _alive(pid):
                 return
             time.sleep(0.05)
     raise EmbeddedPostgresError(f"could not stop the postgres process {pid} of {pgdata}")

@@ -42,9 +42,42 @@ def test_a_failed_parse_of_the_pid_file_is_retried(
 def test_a_single_user_backends_pid_file_is_not_signalled(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """initdb's backend writes a negative PID: killing it would signal a process group."""
-    (tmp_path / "postmaster.pid").write_text("-17374\n/data\n")
-    signalled: list[int] = []
-    monkeypatch.setattr(os, "kill", lambda pid, sig: signalled.append(pid))
+    """initdb's backend writes a negative PID: killing it would signal a process group; left
+    behind by a backend that has ended, the file (which pgserver cannot parse, so every later
+    start failed on it) is removed."""
+    lock = tmp_path / "postmaster.pid"
+    lock.write_text("-17374\n/data\n")
+    calls: list[tuple[int, int]] = []
+
+    def kill(pid: int, sig: int) -> None:
+        calls.append((pid, sig))
+        raise ProcessLookupError(pid)
+
+    monkeypatch.setattr(os, "kill", kill)
+    with capture_logs() as logs:
+        embedded_postgres._stop_orphan(tmp_path)
+    assert calls == [(17374, 0)]  # only asked whether it lives; never signalled
+    assert not lock.exists()
+    assert [entry["event"] for entry in logs] == ["postgres.embedded_stale_lock_removed"]
+
+
+def test_a_live_single_user_backends_file_is_left_until_it_ends(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """While initdb's backend still runs, its file stays; once it ends, the file goes, unless
+    something else has written the file meanwhile."""
+    lock = tmp_path / "postmaster.pid"
+    lock.write_text("-17374\n/data\n")
+    answers = [True, True, False]
+
+    def kill(pid: int, sig: int) -> None:
+        assert (pid, sig) == (17374, 0)
+        assert lock.exists()
+        if not answers.pop(0):
+            lock.write_text("4242\n/data\n")  # a postmaster took the directory meanwhile
+            raise ProcessLookupError(pid)
+
+    monkeypatch.setattr(os, "kill", kill)
     embedded_postgres._stop_orphan(tmp_path)
-    assert signalled == []
+    assert answers == []
+    assert lock.read_text().startswith("4242")
