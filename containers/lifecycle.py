@@ -206,6 +206,7 @@ class Lifecycle:
 
     async def _stop_all(self, *, raise_errors: bool = True) -> None:
         errors: list[Exception] = []
+        failed: list[str] = []
         while self._started:
             unit = self._started.pop()
             self._values.pop(unit.name, None)
@@ -220,13 +221,16 @@ class Lifecycle:
                     f"{unit.name} did not stop within {unit.stop_timeout_s} s"
                 )
                 errors.append(error)
+                failed.append(unit.name)
                 log.error(  # noqa: TRY400 - the error is raised with the others below
                     "resources.stop_failed", resource=unit.name, error=str(error)
                 )
             except Exception as exc:
                 errors.append(exc)
+                failed.append(unit.name)
                 log.error("resources.stop_failed", resource=unit.name, error=repr(exc))  # noqa: TRY400
             else:
                 log.info("resources.stopped", resource=unit.name, duration_ms=_ms_since(started))
         if errors and raise_errors:
-            raise ResourceStopError(f"{len(errors)} resource(s) failed to stop", errors)
+            names = ", ".join(failed)
+            raise ResourceStopError(f"{len(errors)} resource(s) failed to stop: {names}", errors)

@@ -97,7 +97,8 @@ async def test_start_timeout_is_a_start_failure() -> None:
 
 
 async def test_stop_continues_past_failures_and_raises_them_all() -> None:
-    """Every teardown runs even when some fail; all failures come back in one group."""
+    """Every teardown runs even when some fail; all failures come back in one group, whose
+    message names the backends that failed (what `serve` prints before exiting 3)."""
     journal = Journal()
     units = [
         fake_unit(journal, "a", fail_stop=RuntimeError("a broke")),
@@ -109,6 +110,7 @@ async def test_stop_continues_past_failures_and_raises_them_all() -> None:
     with pytest.raises(ResourceStopError) as caught:
         await lifecycle.stop()
     assert [str(e) for e in caught.value.exceptions] == ["c broke", "a broke"]
+    assert caught.value.message == "2 resource(s) failed to stop: c, a"
     assert isinstance(caught.value, ExceptionGroup)
     assert journal.names("stop") == ["c", "b", "a"]
     assert journal.names("stopped") == ["b"]
