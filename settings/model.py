@@ -67,6 +67,12 @@ class Settings(BaseSettings):
         if distributed and self.redis.url is None and not self.redis.host:
             msg = "DEPLOYMENT_MODE=distributed needs Redis: set REDIS__URL or REDIS__HOST"
             raise ValueError(msg)
+        if self.postgres.embedded is EmbeddedPostgres.TRUE and self.postgres.server_configured:
+            msg = (
+                "POSTGRES__EMBEDDED=true and a server (POSTGRES__DSN, POSTGRES__HOST or "
+                "POSTGRES__PORT) are both set: unset one, or use POSTGRES__EMBEDDED=auto"
+            )
+            raise ValueError(msg)
         if distributed and self.postgres.embedded is EmbeddedPostgres.TRUE:
             msg = (
                 "POSTGRES__EMBEDDED=true is for single_node only; with "

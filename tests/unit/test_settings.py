@@ -326,3 +326,11 @@ def test_visible_ascii_tokens_are_accepted(monkeypatch: pytest.MonkeyPatch) -> N
     monkeypatch.setenv("API__TOKENS", "abc-123_XYZ.~+/=,second!")
     tokens = [token.get_secret_value() for token in load_settings().api.tokens]
     assert tokens == ["abc-123_XYZ.~+/=", "second!"]
+
+
+def test_an_embedded_postgres_beside_a_configured_server_is_refused() -> None:
+    """POSTGRES__EMBEDDED=true with a DSN set used to ignore the DSN silently: now refused."""
+    with pytest.raises(ConfigurationError, match="POSTGRES__EMBEDDED=true and a server") as caught:
+        load_settings(postgres={"embedded": "true", "dsn": "postgresql://u:hunter2@db/app"})
+    assert "hunter2" not in str(caught.value)
+    assert load_settings(postgres={"embedded": "true"}).embedded_postgres
