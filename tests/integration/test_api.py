@@ -383,17 +383,25 @@ async def test_overridden_backends_are_used_and_the_real_ones_never_start(
 async def test_freeze_gc_moves_startup_objects_out_of_the_collector_only_when_asked(
     overridden_container: Any, freeze_gc: bool
 ) -> None:
-    """``python -m app serve`` passes ``freeze_gc=True``; apps built in tests leave GC alone."""
+    """``python -m app serve`` passes ``freeze_gc=True`` (freeze, fewer young collections);
+    apps built in tests leave GC alone."""
     import gc
 
+    from app.web.app import YOUNG_GENERATION_THRESHOLD
+
     gc.unfreeze()
+    before = gc.get_threshold()
     app = create_app(overridden_container, freeze_gc=freeze_gc)
     try:
         async with app.router.lifespan_context(app):
             frozen = gc.get_freeze_count()
+            threshold = gc.get_threshold()
     finally:
         gc.unfreeze()
+        gc.set_threshold(*before)
     assert (frozen > 0) is freeze_gc
+    tuned = (YOUNG_GENERATION_THRESHOLD, *before[1:])
+    assert threshold == (tuned if freeze_gc else before)
 
 
 async def test_a_failed_shutdown_is_kept_for_whoever_runs_the_app(
