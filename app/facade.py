@@ -124,7 +124,9 @@ class DataLayer:
             raise BackendNotConfiguredError(
                 f"{backend} is not started in this configuration "
                 f"(DEPLOYMENT_MODE={self._settings.deployment_mode}, "
-                f"EVENT_BUS={self._settings.event_bus}); set {setting} to enable it"
+                f"EVENT_BUS={self._settings.event_bus}); set {setting} to enable it. "
+                "A client whose only user (state backend, event bus) is overridden is not "
+                "started either: override the client too"
             )
         return self._clients[backend]
 

@@ -60,9 +60,16 @@ def _postgres_address(settings: Settings) -> str:
 
 
 def resource_units(container: Container, settings: Settings) -> list[ResourceUnit]:
-    """The units to start for ``settings``: only what the mode and bus need, minus overrides."""
+    """The units to start for ``settings``: only what the mode and bus need, minus overrides.
+
+    A backend client is started only for a layer that is not overridden: Redis for the Redis
+    state backend, RabbitMQ for the RabbitMQ bus. Nothing else in the container uses these
+    clients, so with ``state_backend`` (``event_bus``) overridden, Redis (RabbitMQ) stays down.
+    """
     distributed = settings.deployment_mode is DeploymentMode.DISTRIBUTED
     rabbit = settings.event_bus is EventBusKind.RABBITMQ
+    redis_needed = distributed and not container.state_backend.overridden
+    rabbit_needed = rabbit and not container.event_bus.overridden
     start_s = _start_timeouts(settings)
     candidates: list[tuple[bool, Any, ResourceUnit]] = [
         (True, container.logging, ResourceUnit("logging", container.logging)),
@@ -79,7 +86,7 @@ def resource_units(container: Container, settings: Settings) -> list[ResourceUni
             ),
         ),
         (
-            distributed,
+            redis_needed,
             container.redis,
             ResourceUnit(
                 "redis",
@@ -103,7 +110,7 @@ def resource_units(container: Container, settings: Settings) -> list[ResourceUni
             ),
         ),
         (
-            rabbit,
+            rabbit_needed,
             container.rabbitmq,
             ResourceUnit(
                 "rabbitmq",
