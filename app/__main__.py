@@ -13,6 +13,7 @@ from typing import Any
 
 import structlog
 import uvicorn
+from dependency_injector import providers
 
 from app.errors import DataLayerError, ResourceStopError
 from containers import build_lifecycle, check_readiness, create_container, readiness_table
@@ -38,9 +39,14 @@ def cancel_on_sigterm() -> None:
 
 
 async def check() -> int:
-    """Start the lifecycle, print the readiness table, exit non-zero if anything is not ready."""
+    """Start the lifecycle, print the readiness table, exit non-zero if anything is not ready.
+
+    A probe beside a running ``serve``: the vector index is only loaded and verified, read-only
+    (no writer lock, no autosave, no save at stop), so the index directory is left unchanged.
+    """
     cancel_on_sigterm()
     container = create_container(load_settings())
+    container.vector_layer.read_only.override(providers.Object(True))
     async with build_lifecycle(container) as lifecycle:
         results = await check_readiness(lifecycle)
     print(readiness_table(results))
@@ -138,7 +144,9 @@ def main(argv: list[str] | None = None) -> int:
     serve_parser = commands.add_parser("serve", help="serve the HTTP API")
     serve_parser.add_argument("--host", help="bind address (default API__HOST, 127.0.0.1)")
     serve_parser.add_argument("--port", type=port_number, help="port (default API__PORT, 8000)")
-    commands.add_parser("check", help="start every backend, print readiness, stop")
+    commands.add_parser(
+        "check", help="start every backend (the vector index read-only), print readiness, stop"
+    )
     args = parser.parse_args(argv)
     try:
         if args.command == "check":

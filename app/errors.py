@@ -27,7 +27,8 @@ catch either (``except ValueError`` still catches a ``DimensionMismatchError``):
         ├── InvalidIdentifierError (ValueError)  bad namespace, id or metadata
         ├── InvalidQueryError (ValueError)       bad top_k or metadata filter
         ├── SnapshotCorruptError                 a snapshot failed verification on load
-        └── IndexLockedError                     another process writes this index directory
+        ├── IndexLockedError                     another process writes this index directory
+        └── ReadOnlyIndexError (RuntimeError)    a write on an index opened read_only=True
 """
 
 from __future__ import annotations
@@ -54,6 +55,7 @@ __all__ = [
     "MalformedEventError",
     "NotStartedError",
     "PublishError",
+    "ReadOnlyIndexError",
     "ResourceStartError",
     "ResourceStopError",
     "SnapshotCorruptError",
@@ -181,3 +183,7 @@ class SnapshotCorruptError(VectorIndexError):
 
 class IndexLockedError(VectorIndexError):
     """Another process already writes to this index directory."""
+
+
+class ReadOnlyIndexError(VectorIndexError, RuntimeError):
+    """A write (upsert, delete, save, autosave) on an index opened with ``read_only=True``."""

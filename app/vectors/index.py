@@ -21,6 +21,10 @@ swap the state, and do the disk work outside the locks (``snapshot.py``,
 ``snapshot_reader.py``). The first ``save()`` or ``load()`` takes the directory's writer
 lock (``IndexLockedError`` if another process holds it); ``close()`` waits for calls in
 flight and releases it.
+
+``VectorIndex(..., read_only=True)`` is a reader beside that writer (``python -m app check``):
+``load()`` verifies the current snapshot as usual but takes no lock and creates nothing, and
+every write (upsert, delete, save, autosave) raises :class:`ReadOnlyIndexError`.
 """
 
 from __future__ import annotations
@@ -37,7 +41,7 @@ import numpy as np
 import numpy.typing as npt
 import structlog
 
-from app.errors import BackendClosedError, NotStartedError
+from app.errors import BackendClosedError, NotStartedError, ReadOnlyIndexError
 from app.vectors import snapshot
 from app.vectors.batching import QueryBatcher
 from app.vectors.filters import Filter, compile_filter
@@ -90,6 +94,7 @@ class VectorIndex:
         *,
         threads: int = 0,
         metric: Literal["cosine"] = "cosine",
+        read_only: bool = False,
     ) -> None:
         if isinstance(dimension, bool) or not isinstance(dimension, int) or dimension <= 0:
             msg = f"dimension must be a positive int, got {dimension!r}"
@@ -103,6 +108,7 @@ class VectorIndex:
         self.index_path = Path(index_path)
         self.dimension = dimension
         self.metric = metric
+        self.read_only = bool(read_only)
         self.threads = threads or os.cpu_count() or 1
         self._executor = ThreadPoolExecutor(
             max_workers=self.threads,
@@ -130,6 +136,15 @@ class VectorIndex:
             msg = f"vector index {self.index_path} is closed"
             raise BackendClosedError(msg)
 
+    def _check_writable(self, operation: str) -> None:
+        self._check_open()
+        if self.read_only:
+            msg = (
+                f"{operation}() refused: vector index {self.index_path} is open read-only "
+                "(read_only=True) and never writes; write through the writer process's index"
+            )
+            raise ReadOnlyIndexError(msg)
+
     async def _run(self, cells: int, fn: Callable[[], T]) -> T:
         """Run ``fn`` inline when small, else on the pool; callers hold the namespace lock."""
         self._check_open()  # close() may have finished while the caller waited for the lock
@@ -147,7 +162,7 @@ class VectorIndex:
         metadata: Mapping[str, Any] | None = None,
     ) -> None:
         """Insert ``vector_id`` or replace its vector and metadata in place."""
-        self._check_open()
+        self._check_writable("upsert")
         check_namespace(namespace)
         checked_id = check_id(vector_id)
         checked_metadata = check_metadata(metadata)
@@ -165,6 +180,7 @@ class VectorIndex:
         The whole batch is validated first; a rejected batch changes nothing. A repeated id
         keeps its last occurrence.
         """
+        self._check_writable("upsert_many")
         ids, vectors, metadata = split_items(items)
         await self.upsert_arrays(namespace, ids, vectors, metadata)
 
@@ -179,7 +195,7 @@ class VectorIndex:
 
         The fastest way in for large batches (no per-item tuples).
         """
-        self._check_open()
+        self._check_writable("upsert_arrays")
         check_namespace(namespace)
         check_id_collection(ids)
         await self._apply(
@@ -210,11 +226,12 @@ class VectorIndex:
 
     async def delete(self, namespace: str, vector_id: str) -> bool:
         """Remove ``vector_id``; ``True`` iff it existed. Costs O(dimension)."""
+        self._check_writable("delete")
         return await self.delete_many(namespace, [vector_id]) == 1
 
     async def delete_many(self, namespace: str, ids: Iterable[str]) -> int:
         """Remove every listed id that exists; returns how many were removed."""
-        self._check_open()
+        self._check_writable("delete_many")
         check_namespace(namespace)
         checked = [
             check_id(vector_id, row=row) for row, vector_id in enumerate(check_id_collection(ids))
@@ -316,7 +333,7 @@ class VectorIndex:
         for that and raises its error, if any; the next ``save()`` logs a failed removal
         (``vectors.prune_failed``) and saves anyway, its own removal retrying.
         """
-        self._check_open()
+        self._check_writable("save")
         async with self._save_gate:
             self._check_open()
             await self._save()
@@ -372,13 +389,15 @@ class VectorIndex:
 
         Raises ``SnapshotCorruptError`` when the snapshot fails verification, or when
         ``CURRENT`` is missing beside snapshot directories; the contents are then left as
-        they were, and nothing on disk is deleted.
+        they were, and nothing on disk is deleted. Read-only: the same checks, without the
+        writer lock (nothing on disk is created or changed).
         """
         self._check_open()
         async with self._save_gate:
             self._check_open()
             loop = asyncio.get_running_loop()
-            await loop.run_in_executor(self._executor, self._writer.acquire)
+            if not self.read_only:
+                await loop.run_in_executor(self._executor, self._writer.acquire)
             name, stores = await loop.run_in_executor(
                 self._executor, read_snapshot, self.index_path, self.dimension
             )
@@ -394,13 +413,14 @@ class VectorIndex:
             "vectors.loaded",
             path=str(self.index_path),
             snapshot=name,
+            read_only=self.read_only,
             namespaces=len(stores),
             vectors=sum(len(store) for store in stores.values()),
         )
 
     def start_autosave(self, interval_s: float) -> None:
         """Save every ``interval_s`` seconds while something changed; stopped by ``close()``."""
-        self._check_open()
+        self._check_writable("start_autosave")
         if not interval_s > 0 or interval_s == float("inf"):
             msg = f"interval_s must be a finite number > 0, got {interval_s!r}"
             raise ValueError(msg)

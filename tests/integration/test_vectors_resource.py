@@ -1,4 +1,5 @@
-"""The vectors Resource: loads the snapshot at start, saves at stop, refuses a corrupt one."""
+"""The vectors Resource: loads the snapshot at start, saves at stop, refuses a corrupt one;
+read-only, it only loads."""
 
 from __future__ import annotations
 
@@ -7,7 +8,7 @@ from pathlib import Path
 import pytest
 from dependency_injector import providers
 
-from app.errors import ResourceStartError, SnapshotCorruptError
+from app.errors import ReadOnlyIndexError, ResourceStartError, SnapshotCorruptError
 from app.vectors import VectorIndex
 from containers import build_lifecycle, create_container
 from containers.accessors import get_vectors
@@ -57,3 +58,26 @@ async def test_corrupt_snapshot_fails_the_start(tmp_path: Path) -> None:
     with pytest.raises(ResourceStartError, match="vectors failed to start") as caught:
         await build_lifecycle(container).start()
     assert isinstance(caught.value.cause, SnapshotCorruptError)
+
+
+async def test_read_only_resource_loads_and_never_saves(tmp_path: Path) -> None:
+    """With ``read_only`` overridden, the resource loads the snapshot, refuses writes and does
+    not save at stop (no autosave either, however short the interval)."""
+    settings = settings_for(tmp_path)
+    container = create_container(settings)
+    container.postgres.override(providers.Object(None))
+    async with build_lifecycle(container):
+        await (await get_vectors(container)).upsert("docs", "a", [1.0, 0.0, 0.0])
+    pointer = (tmp_path / "faiss" / "CURRENT").read_bytes()
+    faiss = settings.faiss.model_copy(update={"save_interval_s": 0.01})
+    settings = settings.model_copy(update={"faiss": faiss})
+    container = create_container(settings)
+    container.postgres.override(providers.Object(None))
+    container.vector_layer.read_only.override(providers.Object(True))
+    async with build_lifecycle(container):
+        index = await get_vectors(container)
+        assert index.read_only
+        assert await index.count("docs") == 1
+        with pytest.raises(ReadOnlyIndexError, match="read_only=True"):
+            await index.upsert("docs", "b", [0.0, 1.0, 0.0])
+    assert (tmp_path / "faiss" / "CURRENT").read_bytes() == pointer
