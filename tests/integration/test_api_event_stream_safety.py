@@ -40,25 +40,6 @@ def container(overridden_container: Container) -> Container:
     return overridden_container
 
 
-@pytest.fixture
-async def buses(rabbitmq_url: str, unique_name: str) -> AsyncIterator[BusFactory]:
-    """Started RabbitMQ buses on the test's own exchange, closed and deleted afterwards."""
-    factory = BusFactory("rabbitmq", url=rabbitmq_url, exchange=unique_name)
-    yield factory
-    await factory.aclose()
-
-
-@pytest.fixture
-async def proxy(rabbitmq_url: str) -> AsyncIterator[TcpProxy]:
-    """A TCP proxy in front of the broker that a test can freeze (a broker that hangs)."""
-    parts = urlsplit(rabbitmq_url)
-    tcp = TcpProxy(parts.hostname or "127.0.0.1", parts.port or 5672)
-    await tcp.start()
-    yield tcp
-    tcp.thaw()
-    await tcp.aclose()
-
-
 def via(proxy: TcpProxy, url: str) -> str:
     """``url`` with its host and port replaced by the proxy's."""
     parts = urlsplit(url)

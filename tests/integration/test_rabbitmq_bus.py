@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import AsyncIterator
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
@@ -19,24 +18,6 @@ from tests.contract.events_support import BusFactory, event
 from tests.fakes.tcp_proxy import TcpProxy
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(60)]
-
-
-@pytest.fixture
-async def buses(rabbitmq_url: str, unique_name: str) -> AsyncIterator[BusFactory]:
-    """Started RabbitMQ buses on the test's own exchange, closed and deleted afterwards."""
-    factory = BusFactory("rabbitmq", url=rabbitmq_url, exchange=unique_name)
-    yield factory
-    await factory.aclose()
-
-
-@pytest.fixture
-async def proxy(rabbitmq_url: str) -> AsyncIterator[TcpProxy]:
-    """A cuttable TCP proxy in front of the broker."""
-    parts = urlsplit(rabbitmq_url)
-    tcp = TcpProxy(parts.hostname or "127.0.0.1", parts.port or 5672)
-    await tcp.start()
-    yield tcp
-    await tcp.aclose()
 
 
 def via(proxy: TcpProxy, url: str) -> str:
