@@ -70,15 +70,13 @@ def decode_json(blob: bytes | str, key: str = "") -> Any:
     try:
         return json.loads(blob)
     except ValueError as exc:
-        raise _foreign("value", key, exc) from exc
+        raise _foreign("value", key, f"{type(exc).__name__}: {exc}") from exc
 
 
-def _foreign(kind: str, key: str, cause: Exception) -> StateBackendError:
+def _foreign(kind: str, key: str, reason: str) -> StateBackendError:
     where = f" at {key!r}" if key else ""
-    return StateBackendError(
-        f"the stored {kind}{where} is not one this data layer wrote "
-        f"({type(cause).__name__}: {cause})"
-    )
+    message = f"the stored {kind}{where} is not one this data layer wrote ({reason})"
+    return StateBackendError(message)
 
 
 def encode_session(data: Any, ttl_ms: int | None, max_bytes: int) -> bytes:
@@ -99,10 +97,9 @@ def decode_session(blob: bytes, key: str = "") -> tuple[dict[str, Any], int | No
         ttl_ms = int(head)
         data = json.loads(body)
     except ValueError as exc:
-        raise _foreign("session", key, exc) from exc
+        raise _foreign("session", key, f"{type(exc).__name__}: {exc}") from exc
     if type(data) is not dict or ttl_ms < 0:
-        problem = ValueError(f"expected '<ttl_ms>:<JSON object>', got {show(blob)}")
-        raise _foreign("session", key, problem)
+        raise _foreign("session", key, f"expected '<ttl_ms>:<JSON object>', got {show(blob)}")
     return data, (ttl_ms or None)
 
 

@@ -44,10 +44,10 @@ def _request_id(headers: Headers) -> str:
     return f"{random.getrandbits(128):032x}"
 
 
-def _declared_length(headers: Headers) -> int:
-    """The ``Content-Length`` the client declared (0 if none; the server checked its form)."""
+def _declared_length(headers: Headers) -> int | None:
+    """The ``Content-Length`` the client declared (None if none; the server checked its form)."""
     value = headers.get("content-length", "")
-    return int(value) if value.isdigit() else 0
+    return int(value) if value.isdigit() else None
 
 
 def _client_address(scope: Scope) -> str:
@@ -83,6 +83,10 @@ class ApiGuard:
     ) -> None:
         self.app = app
         self._max_body = max_body_bytes
+        self._too_large_message = (
+            f"the request body is larger than API__MAX_BODY_BYTES={max_body_bytes} bytes; "
+            "send less per request (split a batch)"
+        )
         # (token bytes, caller identity), the identity hashed once here, not per request
         self._tokens = [(token.encode(), caller_of(token)) for token in tokens]
         self._auth_enabled = auth_enabled
@@ -114,24 +118,19 @@ class ApiGuard:
             refusal = None
             if _route_path(scope).startswith(PROTECTED_PREFIX):
                 refusal = await self._guard(scope, headers, state, extra)
-            if refusal is None and _declared_length(headers) > self._max_body:
+            declared = _declared_length(headers)
+            if refusal is None and declared is not None and declared > self._max_body:
                 refusal = self._too_large(request_id)
             if refusal is not None:
                 await refusal(scope, receive, self._with_headers(send, extra))
                 return
-            await self._call_app(
-                scope, self._bounded(receive), self._with_headers(send, extra), request_id
-            )
+            # A declared length was checked above and the server delivers no more than it;
+            # only a body without one (chunked) is counted as it arrives.
+            bounded = receive if declared is not None else self._bounded(receive)
+            await self._call_app(scope, bounded, self._with_headers(send, extra), request_id)
 
     def _too_large(self, request_id: str) -> ASGIApp:
         return error_response(413, "too_large", self._too_large_message, request_id)
-
-    @property
-    def _too_large_message(self) -> str:
-        return (
-            f"the request body is larger than API__MAX_BODY_BYTES={self._max_body} bytes; "
-            "send less per request (split a batch)"
-        )
 
     def _bounded(self, receive: Receive) -> Receive:
         """``receive`` that refuses a body growing past the limit (one sent without a
