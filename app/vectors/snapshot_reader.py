@@ -2,12 +2,13 @@
 
 ``.npy`` headers are parsed with ``numpy.lib.format`` and only ``<f4`` C-order arrays of
 the manifest's shape are accepted (never pickle, never ``faiss.read_index``); sizes, the
-sha256 of every file (and of the manifest, held by the pointer), counts and ids are
-checked. Any mismatch raises :class:`SnapshotCorruptError` with the path and the reason.
+checksum of every file (xxh3-128 from format version 3, sha256 before; the manifest's
+sha256 is held by the pointer), counts and ids are checked. Any mismatch raises
+:class:`SnapshotCorruptError` with the path and the reason.
 
-The vector files (shards) are read and hashed on ``SHARDS_MAX`` threads, each straight
-into its rows of the namespace's matrix, chunk by chunk (a chunk is hashed while it is
-still in the CPU cache); the records are read meanwhile on the calling thread.
+The vector files (shards) are read and checksummed on ``SHARDS_MAX`` threads, each
+straight into its rows of the namespace's matrix, chunk by chunk (a chunk is checksummed
+while it is still in the CPU cache); the records are read meanwhile on the calling thread.
 """
 
 from __future__ import annotations
@@ -17,12 +18,14 @@ import json
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Final
+from typing import Any, Final, Protocol
 
 import numpy as np
+import xxhash
 
 from app.errors import SnapshotCorruptError
 from app.vectors.snapshot import (
+    CHECKSUM,
     FORMAT,
     FORMAT_VERSION,
     MANIFEST,
@@ -36,17 +39,31 @@ from app.vectors.validation import Matrix, Metadata, check_ids, check_namespace
 __all__ = ["READ_CHUNK", "read_snapshot"]
 
 READ_CHUNK: Final = 1 << 20
-READABLE_VERSIONS: Final = (1, FORMAT_VERSION)
+READABLE_VERSIONS: Final = (1, 2, FORMAT_VERSION)
+# The checksum each format version writes per file (the manifest key, and its function).
+CHECKSUMS: Final = {1: "sha256", 2: "sha256", FORMAT_VERSION: CHECKSUM}
 
 
-def _check_file(folder: Path, spec: object, expected_name: str) -> Path:
+class _Digest(Protocol):
+    def update(self, data: bytes | memoryview, /) -> None: ...
+    def hexdigest(self) -> str: ...
+
+
+def _digest(algorithm: str) -> _Digest:
+    if algorithm == CHECKSUM:
+        return xxhash.xxh3_128()
+    return hashlib.sha256()
+
+
+def _check_file(folder: Path, spec: object, expected_name: str, algorithm: str) -> Path:
     if (
         not isinstance(spec, dict)
         or spec.get("file") != expected_name
         or not isinstance(spec.get("bytes"), int)
-        or not isinstance(spec.get("sha256"), str)
+        or not isinstance(spec.get(algorithm), str)
     ):
-        raise SnapshotCorruptError(str(folder / MANIFEST), f"bad file entry for {expected_name}")
+        reason = f"bad file entry for {expected_name} (expected file, bytes and {algorithm})"
+        raise SnapshotCorruptError(str(folder / MANIFEST), reason)
     path = folder / expected_name
     try:
         size = path.stat().st_size
@@ -65,9 +82,12 @@ class _Shard:
     spec: dict[str, Any]
     start: int
     rows: int
+    algorithm: str  # the manifest key of the file's checksum
 
 
-def _shards(folder: Path, namespace: str, entry: dict[str, Any], count: int) -> list[_Shard]:
+def _shards(
+    folder: Path, namespace: str, entry: dict[str, Any], count: int, algorithm: str
+) -> list[_Shard]:
     """The vector files the manifest lists for ``namespace``, checked against ``count``."""
     specs = entry.get("vectors")
     if isinstance(specs, dict):  # format version 1: one file, all rows
@@ -82,7 +102,8 @@ def _shards(folder: Path, namespace: str, entry: dict[str, Any], count: int) -> 
             reason = f"bad rows for vector file {position} of {namespace!r}"
             raise SnapshotCorruptError(str(folder / MANIFEST), reason)
         name = vector_file_name(namespace, position, len(specs))
-        shards.append(_Shard(_check_file(folder, spec, name), spec, start, rows))
+        path = _check_file(folder, spec, name, algorithm)
+        shards.append(_Shard(path, spec, start, rows, algorithm))
         start += rows
     if start != count:
         reason = f"vector files of {namespace!r} hold {start} rows, manifest count {count}"
@@ -91,7 +112,7 @@ def _shards(folder: Path, namespace: str, entry: dict[str, Any], count: int) -> 
 
 
 def _read_shard(shard: _Shard, matrix: Matrix) -> None:
-    """Read one vector file into its rows of ``matrix``, verifying header, size and sha256."""
+    """Read one vector file into its rows of ``matrix``, verifying header, size and checksum."""
     path, dimension = shard.path, matrix.shape[1]
     with path.open("rb", buffering=0) as handle:
         try:
@@ -114,7 +135,8 @@ def _read_shard(shard: _Shard, matrix: Matrix) -> None:
         if shard.spec["bytes"] != offset + shard.rows * dimension * 4:
             raise SnapshotCorruptError(str(path), "file size does not match the array shape")
         handle.seek(0)
-        digest = hashlib.sha256(handle.read(offset))
+        digest = _digest(shard.algorithm)
+        digest.update(handle.read(offset))
         rows = matrix[shard.start : shard.start + shard.rows]
         view = rows.reshape(-1).view(np.uint8).data
         for begin in range(0, len(view), READ_CHUNK):
@@ -126,16 +148,18 @@ def _read_shard(shard: _Shard, matrix: Matrix) -> None:
                     raise SnapshotCorruptError(str(path), "file ended before the array did")
                 remaining = remaining[got:]
             digest.update(chunk)
-    if digest.hexdigest() != shard.spec["sha256"]:
-        raise SnapshotCorruptError(str(path), "sha256 does not match the manifest")
+    if digest.hexdigest() != shard.spec[shard.algorithm]:
+        raise SnapshotCorruptError(str(path), f"{shard.algorithm} does not match the manifest")
 
 
 def _read_records(
-    path: Path, spec: dict[str, Any], count: int
+    path: Path, spec: dict[str, Any], count: int, algorithm: str
 ) -> tuple[list[str], list[Metadata | None]]:
     raw = path.read_bytes()
-    if hashlib.sha256(raw).hexdigest() != spec["sha256"]:
-        raise SnapshotCorruptError(str(path), "sha256 does not match the manifest")
+    digest = _digest(algorithm)
+    digest.update(raw)
+    if digest.hexdigest() != spec[algorithm]:
+        raise SnapshotCorruptError(str(path), f"{algorithm} does not match the manifest")
     try:
         records = json.loads(raw)
         ids, metadata = records["ids"], records["metadata"]
@@ -189,6 +213,7 @@ def _read_once(
 ) -> dict[str, NamespaceStore]:
     folder = directory / pointer["snapshot"]
     manifest = _read_manifest(folder, pointer, dimension)
+    algorithm = CHECKSUMS[manifest["version"]]
     plans: dict[str, tuple[int, list[_Shard], Path]] = {}
     for namespace, entry in manifest["namespaces"].items():
         try:
@@ -198,8 +223,8 @@ def _read_once(
         count = entry.get("count") if isinstance(entry, dict) else None
         if not isinstance(count, int) or count < 0:
             raise SnapshotCorruptError(str(folder / MANIFEST), f"bad count for {namespace!r}")
-        shards = _shards(folder, namespace, entry, count)
-        records_path = _check_file(folder, entry.get("records"), f"{namespace}.json")
+        shards = _shards(folder, namespace, entry, count, algorithm)
+        records_path = _check_file(folder, entry.get("records"), f"{namespace}.json", algorithm)
         plans[namespace] = count, shards, records_path
     stores: dict[str, NamespaceStore] = {}
     with ThreadPoolExecutor(SHARDS_MAX, thread_name_prefix="vectors-load") as readers:
@@ -209,7 +234,9 @@ def _read_once(
             matrix = matrices[namespace] = np.empty((max(count, 16), dimension), np.float32)
             reads += [readers.submit(_read_shard, shard, matrix) for shard in shards]
         records = {
-            namespace: _read_records(path, manifest["namespaces"][namespace]["records"], count)
+            namespace: _read_records(
+                path, manifest["namespaces"][namespace]["records"], count, algorithm
+            )
             for namespace, (count, _, path) in plans.items()
         }
         for read in reads:

@@ -113,18 +113,18 @@ async def test_check_of_a_missing_index_directory_creates_nothing(tmp_path: Path
 
 
 async def test_check_still_reports_a_corrupt_snapshot(tmp_path: Path) -> None:
-    """A snapshot whose vectors fail their sha256 makes check exit non-zero, naming it."""
+    """A snapshot whose vectors fail their checksum makes check exit non-zero, naming it."""
     await save_some_vectors(tmp_path / "faiss")
     (vectors,) = (tmp_path / "faiss").glob("snapshot-*/docs*.npy")
     damaged = bytearray(vectors.read_bytes())
-    damaged[-1] ^= 0xFF  # same size and header, different contents: only the sha256 can tell
+    damaged[-1] ^= 0xFF  # same size and header, different contents: only the checksum can tell
     vectors.write_bytes(bytes(damaged))
     before = listing(tmp_path / "faiss")
     result = await run_check(tmp_path)
     assert result.returncode != 0
     assert "vectors failed to start" in result.stderr
     assert "SnapshotCorruptError" in result.stderr
-    assert "sha256" in result.stderr
+    assert "xxh3_128 does not match" in result.stderr
     assert listing(tmp_path / "faiss") == before
 
 

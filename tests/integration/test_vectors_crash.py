@@ -275,7 +275,7 @@ def edit_manifest_hash(folder: Path) -> None:
     path = folder / "manifest.json"
     text = path.read_text()
     manifest = json.loads(text)
-    manifest["namespaces"]["beta"]["records"]["sha256"] = "0" * 64
+    manifest["namespaces"]["beta"]["records"]["xxh3_128"] = "0" * 32
     path.write_text(json.dumps(manifest))
 
 
@@ -309,8 +309,8 @@ def pickle_npy(folder: Path) -> None:
     ("damage", "reason"),
     [
         (truncate_npy, "size"),
-        (flip_npy_byte, "sha256 does not match"),
-        (edit_records, "sha256 does not match"),
+        (flip_npy_byte, "xxh3_128 does not match"),
+        (edit_records, "xxh3_128 does not match"),
         (edit_manifest_count, "manifest sha256 does not match the pointer"),
         (edit_manifest_hash, "manifest sha256 does not match the pointer"),
         (delete_file, "missing"),
@@ -338,13 +338,13 @@ async def test_damaged_snapshot_raises_snapshot_corrupt_error(
 
 
 async def test_edited_records_with_a_recomputed_hash_is_still_caught(saved: Path) -> None:
-    """Fixing the records hash in the manifest breaks the manifest hash held by the pointer."""
-    import hashlib
+    """Fixing the records checksum in the manifest breaks the manifest hash held by the pointer."""
+    import xxhash
 
     edit_records(saved)
     manifest = json.loads((saved / "manifest.json").read_text())
     data = (saved / "alpha.json").read_bytes()
-    manifest["namespaces"]["alpha"]["records"]["sha256"] = hashlib.sha256(data).hexdigest()
+    manifest["namespaces"]["alpha"]["records"]["xxh3_128"] = xxhash.xxh3_128(data).hexdigest()
     (saved / "manifest.json").write_text(json.dumps(manifest))
     index = VectorIndex(saved.parent, DIM)
     try:

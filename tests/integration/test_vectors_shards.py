@@ -1,4 +1,4 @@
-"""Snapshots of big namespaces in several vector files (shards), and format version 1."""
+"""Snapshots of big namespaces in several vector files (shards), and formats 1 and 2 (sha256)."""
 
 from __future__ import annotations
 
@@ -10,6 +10,7 @@ from typing import Any
 
 import numpy as np
 import pytest
+import xxhash
 
 from app.errors import SnapshotCorruptError
 from app.vectors import VectorIndex, snapshot
@@ -55,10 +56,11 @@ async def load_alpha(path: Path) -> dict[str, tuple[list[float], Any]]:
 
 
 def snapshot_folder(path: Path) -> Path:
-    return path / json.loads((path / "CURRENT").read_text())["snapshot"]
+    name: str = json.loads((path / "CURRENT").read_text())["snapshot"]
+    return path / name
 
 
-def rewrite_manifest(path: Path, edit: Callable[[dict[str, Any]], None]) -> None:
+def rewrite_manifest(path: Path, edit: Callable[[dict[str, Any]], object]) -> None:
     """Change the manifest and sign it in the pointer again, as a save would have."""
     folder = snapshot_folder(path)
     manifest = json.loads((folder / "manifest.json").read_text())
@@ -67,6 +69,15 @@ def rewrite_manifest(path: Path, edit: Callable[[dict[str, Any]], None]) -> None
     (folder / "manifest.json").write_bytes(raw)
     pointer = {"snapshot": folder.name, "manifest_sha256": hashlib.sha256(raw).hexdigest()}
     (path / "CURRENT").write_text(json.dumps(pointer))
+
+
+def with_sha256(folder: Path, manifest: dict[str, Any], version: int) -> None:
+    """Turn a manifest into one of an earlier format: a sha256 per file instead of xxh3-128."""
+    manifest["version"] = version
+    for entry in manifest["namespaces"].values():
+        for spec in [*entry["vectors"], entry["records"]]:
+            del spec[snapshot.CHECKSUM]
+            spec["sha256"] = hashlib.sha256((folder / spec["file"]).read_bytes()).hexdigest()
 
 
 @pytest.mark.usefixtures("three_shards")
@@ -96,9 +107,46 @@ async def test_a_damaged_shard_is_named_in_the_error(tmp_path: Path) -> None:
     data = bytearray(path.read_bytes())
     data[-5] ^= 0x40
     path.write_bytes(bytes(data))
+    with pytest.raises(SnapshotCorruptError, match="xxh3_128 does not match") as caught:
+        await load_alpha(tmp_path)
+    assert caught.value.path == str(path)
+
+
+@pytest.mark.usefixtures("three_shards")
+async def test_new_snapshots_carry_an_xxh3_128_per_file(tmp_path: Path) -> None:
+    """Every file entry of a new snapshot has an xxh3_128 of the file's bytes and no sha256."""
+    await save_alpha(tmp_path)
+    folder = snapshot_folder(tmp_path)
+    entry = json.loads((folder / "manifest.json").read_text())["namespaces"]["alpha"]
+    for spec in [*entry["vectors"], entry["records"]]:
+        assert "sha256" not in spec
+        raw = (folder / spec["file"]).read_bytes()
+        assert spec[snapshot.CHECKSUM] == xxhash.xxh3_128(raw).hexdigest()
+
+
+@pytest.mark.usefixtures("three_shards")
+async def test_a_format_version_2_snapshot_with_sha256_still_loads(tmp_path: Path) -> None:
+    """Version 2 (sharded, a sha256 per file) loads exactly, and is still verified by sha256."""
+    saved = await save_alpha(tmp_path)
+    folder = snapshot_folder(tmp_path)
+    rewrite_manifest(tmp_path, lambda m: with_sha256(folder, m, 2))
+    assert await load_alpha(tmp_path) == saved
+    path = folder / "alpha.2.npy"
+    data = bytearray(path.read_bytes())
+    data[-1] ^= 0x01
+    path.write_bytes(bytes(data))
     with pytest.raises(SnapshotCorruptError, match="sha256 does not match") as caught:
         await load_alpha(tmp_path)
     assert caught.value.path == str(path)
+
+
+async def test_a_current_version_manifest_with_sha256_entries_is_refused(tmp_path: Path) -> None:
+    """A version 3 manifest must carry xxh3_128 checksums; sha256 entries there are damage."""
+    await save_alpha(tmp_path)
+    folder = snapshot_folder(tmp_path)
+    rewrite_manifest(tmp_path, lambda m: with_sha256(folder, m, snapshot.FORMAT_VERSION))
+    with pytest.raises(SnapshotCorruptError, match="expected file, bytes and xxh3_128"):
+        await load_alpha(tmp_path)
 
 
 @pytest.mark.usefixtures("three_shards")
@@ -125,9 +173,10 @@ async def test_shard_entries_must_match_the_count_and_the_files(
 async def test_a_format_version_1_snapshot_still_loads(tmp_path: Path) -> None:
     """Version 1: one '<namespace>.npy' described by a single entry without rows."""
     saved = await save_alpha(tmp_path)
+    folder = snapshot_folder(tmp_path)
 
     def as_version_1(manifest: dict[str, Any]) -> None:
-        manifest["version"] = 1
+        with_sha256(folder, manifest, 1)
         [spec] = manifest["namespaces"]["alpha"]["vectors"]
         del spec["rows"]
         manifest["namespaces"]["alpha"]["vectors"] = spec
@@ -140,7 +189,7 @@ async def test_an_unknown_format_version_is_refused(tmp_path: Path) -> None:
     """A manifest of a format version this code does not know is refused, not guessed at."""
     await save_alpha(tmp_path)
     rewrite_manifest(tmp_path, lambda m: m.update(version=snapshot.FORMAT_VERSION + 1))
-    with pytest.raises(SnapshotCorruptError, match="format version 3, this code reads"):
+    with pytest.raises(SnapshotCorruptError, match="format version 4, this code reads"):
         await load_alpha(tmp_path)
 
 
