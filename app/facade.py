@@ -21,7 +21,7 @@ from app.errors import BackendNotConfiguredError, NotStartedError
 from app.events import EventBus
 from app.health import BACKENDS, DISABLED, OK, Health
 from app.state import StateBackend
-from app.vectors import VectorIndex
+from app.vectors import VectorStore
 from containers import Container, Lifecycle, build_lifecycle, create_container, ping_all
 from containers.accessors import resolve
 from containers.readiness import Check
@@ -155,8 +155,9 @@ class DataLayer:
         return connection
 
     @property
-    def vectors(self) -> VectorIndex:
-        index: VectorIndex = self._client("faiss")
+    def vectors(self) -> VectorStore:
+        """The selected vector store (FAISS or pgvector, per ``VECTORS__BACKEND``)."""
+        index: VectorStore = self._client("faiss")
         return index
 
     @property

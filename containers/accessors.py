@@ -16,7 +16,7 @@ from elasticsearch import AsyncElasticsearch
 
 from app.events import EventBus
 from app.state import StateBackend
-from app.vectors import VectorIndex
+from app.vectors import VectorStore
 from containers.application import Container
 from settings import Settings
 
@@ -69,5 +69,5 @@ async def get_event_bus(container: Container) -> EventBus:
     return cast(EventBus, await resolve(container.event_bus))
 
 
-async def get_vectors(container: Container) -> VectorIndex:
-    return cast(VectorIndex, await resolve(container.vectors))
+async def get_vectors(container: Container) -> VectorStore:
+    return cast(VectorStore, await resolve(container.vectors))

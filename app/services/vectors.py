@@ -7,7 +7,7 @@ from typing import Any
 
 from dependency_injector.wiring import Provide, inject
 
-from app.vectors import BatchItem, VectorIndex, VectorMatch, VectorRecord
+from app.vectors import BatchItem, VectorMatch, VectorRecord, VectorStore
 from containers.application import Container
 
 __all__ = ["delete_vector", "get_vector", "query_vectors", "upsert_vector", "upsert_vectors"]
@@ -20,7 +20,7 @@ async def upsert_vector(
     vector: Sequence[float],
     metadata: Mapping[str, Any] | None = None,
     *,
-    index: VectorIndex = Provide[Container.vectors],
+    index: VectorStore = Provide[Container.vectors],
 ) -> None:
     """Insert or replace one vector (in place; no rebuild)."""
     await index.upsert(namespace, vector_id, vector, metadata)
@@ -35,7 +35,7 @@ async def upsert_vectors(
     namespace: str,
     items: Sequence[BatchItem],
     *,
-    index: VectorIndex = Provide[Container.vectors],
+    index: VectorStore = Provide[Container.vectors],
 ) -> int:
     """Insert or replace a batch, validated as a whole first; returns how many ids were
     written (a repeated id counts once: its last item wins)."""
@@ -50,7 +50,7 @@ async def query_vectors(
     top_k: int = 10,
     filter: Mapping[str, Any] | None = None,
     *,
-    index: VectorIndex = Provide[Container.vectors],
+    index: VectorStore = Provide[Container.vectors],
 ) -> list[VectorMatch]:
     """The ``top_k`` most similar vectors, best first, among those matching ``filter``."""
     return await index.query(namespace, vector, top_k, filter=filter)
@@ -61,7 +61,7 @@ async def get_vector(
     namespace: str,
     vector_id: str,
     *,
-    index: VectorIndex = Provide[Container.vectors],
+    index: VectorStore = Provide[Container.vectors],
 ) -> VectorRecord | None:
     """One stored vector (unit-normalised) with its metadata, or ``None``."""
     records = await index.get(namespace, [vector_id])
@@ -73,7 +73,7 @@ async def delete_vector(
     namespace: str,
     vector_id: str,
     *,
-    index: VectorIndex = Provide[Container.vectors],
+    index: VectorStore = Provide[Container.vectors],
 ) -> bool:
     """Delete one vector; ``True`` if it existed."""
     return await index.delete(namespace, vector_id)
