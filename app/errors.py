@@ -28,7 +28,9 @@ catch either (``except ValueError`` still catches a ``DimensionMismatchError``):
         ├── InvalidQueryError (ValueError)       bad top_k or metadata filter
         ├── SnapshotCorruptError                 a snapshot failed verification on load
         ├── IndexLockedError                     another process writes this index directory
-        └── ReadOnlyIndexError (RuntimeError)    a write on an index opened read_only=True
+        ├── ReadOnlyIndexError (RuntimeError)    a write on an index opened read_only=True
+        └── VectorStoreUnavailableError (RuntimeError)  Postgres cannot serve the vector store
+                                                 (no pgvector, a dimension it cannot index)
 """
 
 from __future__ import annotations
@@ -62,6 +64,7 @@ __all__ = [
     "StateBackendError",
     "StateBackendUnavailableError",
     "VectorIndexError",
+    "VectorStoreUnavailableError",
 ]
 
 
@@ -187,3 +190,11 @@ class IndexLockedError(VectorIndexError):
 
 class ReadOnlyIndexError(VectorIndexError, RuntimeError):
     """A write (upsert, delete, save, autosave) on an index opened with ``read_only=True``."""
+
+
+class VectorStoreUnavailableError(VectorIndexError, RuntimeError):
+    """The server cannot hold the vector store: no pgvector, or a dimension it cannot index.
+
+    The message names the server (password masked), the pgvector version found and the way
+    out (install pgvector, or ``VECTORS__BACKEND=faiss``).
+    """

@@ -27,10 +27,20 @@ from typing import Any, Final
 
 from app.vectors.validation import InvalidQueryError, check_metadata
 
-__all__ = ["OPERATORS", "Filter", "Predicate", "compile_filter", "json_equal"]
+__all__ = [
+    "OPERATORS",
+    "Clause",
+    "Filter",
+    "Predicate",
+    "compile_filter",
+    "json_equal",
+    "parse_filter",
+]
 
 Filter = Mapping[str, Any]
 Predicate = Callable[[Mapping[str, Any] | None], bool]
+# One condition of a parsed filter: a top-level key and the values it may equal (any of).
+Clause = tuple[str, list[object]]
 OPERATORS: Final = frozenset({"$eq", "$in"})
 
 
@@ -85,8 +95,9 @@ def _condition(key: str, condition: object) -> list[object] | None:
     return accepted
 
 
-def compile_filter(spec: object) -> Predicate | None:
-    """Check ``spec`` and turn it into a predicate on stored metadata (``None``: no filter)."""
+def parse_filter(spec: object) -> list[Clause] | None:
+    """Check ``spec``: ``None`` for no filter, else its clauses (all must hold; ``[]``: any
+    vector, with or without metadata). Each store turns the clauses into its own test."""
     if spec is None:
         return None
     if not isinstance(spec, Mapping):
@@ -98,7 +109,7 @@ def compile_filter(spec: object) -> Predicate | None:
         msg = f"filter must be JSON (str keys, JSON values): {exc}"
         raise InvalidQueryError(msg) from exc
     if not copy:
-        return lambda _metadata: True
+        return []
     operators = sorted(key for key in copy if key.startswith("$"))
     if operators:
         msg = (
@@ -106,10 +117,20 @@ def compile_filter(spec: object) -> Predicate | None:
             f"belong inside a condition ({sorted(OPERATORS)}), got {operators}"
         )
         raise InvalidQueryError(msg)
-    clauses: list[tuple[str, list[object]]] = []
+    clauses: list[Clause] = []
     for key, condition in copy.items():
         accepted = _condition(key, condition)
         clauses.append((key, [condition] if accepted is None else accepted))
+    return clauses
+
+
+def compile_filter(spec: object) -> Predicate | None:
+    """Check ``spec`` and turn it into a predicate on stored metadata (``None``: no filter)."""
+    clauses = parse_filter(spec)
+    if clauses is None:
+        return None
+    if not clauses:
+        return lambda _metadata: True
 
     def matches(metadata: Mapping[str, Any] | None) -> bool:
         if metadata is None:

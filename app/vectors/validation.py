@@ -81,6 +81,9 @@ def check_id(vector_id: object, *, row: int | None = None) -> str:
     if not isinstance(vector_id, str) or not vector_id:
         msg = f"vector_id{_where(row)} must be a non-empty str, got {vector_id!r}"
         raise InvalidIdentifierError(msg)
+    if "\x00" in vector_id:  # Postgres text cannot hold it: refused by both stores alike
+        msg = f"vector_id{_where(row)} must not contain NUL (U+0000), got {vector_id!r}"
+        raise InvalidIdentifierError(msg)
     if vector_id.isascii() and len(vector_id) <= MAX_ID_BYTES:  # one byte a character
         return vector_id
     try:
@@ -98,7 +101,12 @@ def _check_json(value: object, path: str, depth: int, row: int | None) -> None:
     if depth > MAX_METADATA_DEPTH:
         msg = f"metadata{_where(row)} is nested deeper than {MAX_METADATA_DEPTH} levels at {path}"
         raise InvalidIdentifierError(msg)
-    if value is None or isinstance(value, str | bool | int):
+    if isinstance(value, str):
+        if "\x00" in value:  # jsonb cannot hold it: refused by both stores alike
+            msg = f"metadata{_where(row)} string at {path} must not contain NUL (U+0000)"
+            raise InvalidIdentifierError(msg)
+        return
+    if value is None or isinstance(value, bool | int):
         return
     if isinstance(value, float):
         if not math.isfinite(value):
@@ -107,8 +115,8 @@ def _check_json(value: object, path: str, depth: int, row: int | None) -> None:
         return
     if isinstance(value, Mapping):
         for key, item in value.items():
-            if not isinstance(key, str):
-                msg = f"metadata{_where(row)} keys must be str, got {key!r} at {path}"
+            if not isinstance(key, str) or "\x00" in key:
+                msg = f"metadata{_where(row)} keys must be str without NUL, got {key!r} at {path}"
                 raise InvalidIdentifierError(msg)
             _check_json(item, f"{path}.{key}", depth + 1, row)
         return
