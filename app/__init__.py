@@ -36,6 +36,7 @@ from app.errors import (
     StateBackendError,
     StateBackendUnavailableError,
     VectorIndexError,
+    VectorStoreUnavailableError,
 )
 
 if TYPE_CHECKING:
@@ -43,7 +44,7 @@ if TYPE_CHECKING:
     from app.facade import DataLayer
     from app.health import Health
     from app.state import InMemoryStateBackend, RedisStateBackend, StateBackend
-    from app.vectors import VectorIndex, VectorMatch
+    from app.vectors import VectorIndex, VectorMatch, VectorStore
     from settings import ElasticsearchSettings as ElasticsearchConfig
     from settings import FaissSettings as FaissConfig
     from settings import PostgresSettings as PostgresConfig
@@ -67,6 +68,7 @@ _EXPORTS: dict[str, tuple[str, str]] = {
     "InMemoryStateBackend": ("app.state", "InMemoryStateBackend"),
     "RedisStateBackend": ("app.state", "RedisStateBackend"),
     "VectorIndex": ("app.vectors", "VectorIndex"),
+    "VectorStore": ("app.vectors", "VectorStore"),
     "VectorMatch": ("app.vectors", "VectorMatch"),
 }
 
@@ -112,6 +114,8 @@ __all__ = [
     "VectorIndex",
     "VectorIndexError",
     "VectorMatch",
+    "VectorStore",
+    "VectorStoreUnavailableError",
 ]
 
 
