@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import tempfile
 import uuid
 from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager
@@ -21,6 +22,7 @@ from containers import Container, create_container
 from settings import Settings, load_settings
 from tests.fakes.elasticsearch_server import FakeElasticsearch
 from tests.fakes.vectors import FakeVectorIndex
+from tests.pgvector_server import pgvector_server
 from tests.services import (
     ELASTICSEARCH_URL,
     POSTGRES_DSN,
@@ -35,6 +37,21 @@ from tests.services import (
 hypothesis_settings.register_profile("ci", derandomize=True, print_blob=True)
 if os.environ.get("CI"):
     hypothesis_settings.load_profile("ci")
+
+
+@pytest.fixture(scope="session")
+def pgvector_uri() -> Iterator[str]:
+    """A Postgres 16 + pgvector (pgserver) of this test session, in its own temp directory;
+    started on first use, stopped (no process left) at the end of the session.
+
+    Not under pytest's basetemp: pytest sessions running beside this one delete all but
+    the newest three of those, data directory included, under the running server.
+    """
+    with (
+        tempfile.TemporaryDirectory(prefix="datalayer-pgvector-") as directory,
+        pgvector_server(Path(directory)) as uri,
+    ):
+        yield uri
 
 
 @pytest.fixture

@@ -114,7 +114,7 @@ class PgVectorStore:
         self.capabilities: Capabilities | None = None
         self._table_names: dict[str, str] = {}
         self._indexed: dict[str, tuple[bool, float]] = {}  # table -> (valid index, read at)
-        self._written: dict[str, int] = {}  # table -> rows written since its last count
+        self._rows: dict[str, int] = {}  # table -> rows at the last count + rows written since
         self._builds: dict[str, asyncio.Task[None]] = {}
         self._opened = False
         self._closed = False
@@ -394,19 +394,21 @@ class PgVectorStore:
         )
 
     async def _after_write(self, table: str, rows: int) -> None:
-        # ``table``: the unqualified name, as in _indexed, _written and _builds.
-        """Start a background index build once the namespace may have reached the threshold."""
+        """Start a background index build once the namespace may have reached the threshold.
+
+        ``_rows`` is what the table held at this instance's last count plus what it wrote
+        since (deletes are not subtracted: it errs high, so the count comes early); the
+        table is counted again only when that reaches ``hnsw_min_rows``.
+        """
         indexed, _ = self._indexed.get(table, (False, 0.0))
         if indexed or table in self._builds:
             return
-        written = self._written.get(table, 0) + rows
-        # Counted when this instance's writes could have carried it over: a tenth of the
-        # threshold at a time, so a stream of small upserts does not count every time.
-        if written < max(1, self.hnsw_min_rows // 10):
-            self._written[table] = written
+        estimate = self._rows.get(table)
+        if estimate is not None and estimate + rows < self.hnsw_min_rows:
+            self._rows[table] = estimate + rows
             return
-        self._written[table] = 0
-        if await self._count_table(table) < self.hnsw_min_rows:
+        self._rows[table] = count = await self._count_table(table)
+        if count < self.hnsw_min_rows:
             return
         task = asyncio.get_running_loop().create_task(self._build(table))
         self._builds[table] = task

@@ -1,4 +1,10 @@
-"""Contract C (V1-V8) for VectorIndex; V8's model check is in test_vectors_model.py."""
+"""Contract C, run on every store: FAISS (inline and on its pool), pgvector and the fake.
+
+V1-V5, V7 (concurrent reads and writes), V11 and V12 hold for each store unchanged; V6 is
+FAISS's snapshots (the ``faiss_index`` tests), V9 and V13 pgvector's (test_vectors_pgvector.py);
+V8's model check is in test_vectors_model.py, V10's cross-instance check in
+tests/integration/test_vectors_cross_instance.py.
+"""
 
 from __future__ import annotations
 
@@ -13,17 +19,37 @@ from structlog.testing import capture_logs
 
 import app.vectors.index as index_module
 from app.errors import DimensionMismatchError, InvalidIdentifierError, InvalidVectorError
-from app.vectors import VectorIndex, VectorMatch, VectorRecord
+from app.vectors import VectorIndex, VectorMatch, VectorRecord, VectorStore
+from tests.contract.vector_stores import STORE_KINDS, open_store
 
 DIM = 8
 
 
-@pytest.fixture(params=["inline", "pool"])
+@pytest.fixture(params=STORE_KINDS)
 async def index(
+    request: pytest.FixtureRequest,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    unique_name: str,
+) -> AsyncIterator[VectorStore]:
+    """A fresh, empty store of each kind ('faiss-pool': every operation on the pool threads)."""
+    async with open_store(
+        request.param,
+        DIM,
+        tmp_path=tmp_path,
+        pgvector_uri=lambda: str(request.getfixturevalue("pgvector_uri")),
+        schema=unique_name,
+        monkeypatch=monkeypatch,
+    ) as store:
+        yield store
+
+
+@pytest.fixture(params=["faiss", "faiss-pool"])
+async def faiss_index(
     request: pytest.FixtureRequest, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> AsyncIterator[VectorIndex]:
-    """A fresh index; 'pool' sends every operation through the thread pool (queries batched)."""
-    if request.param == "pool":
+    """A fresh FAISS index, for its own parts of the contract (snapshots, row storage)."""
+    if request.param == "faiss-pool":
         monkeypatch.setattr(index_module, "INLINE_MAX_CELLS", 0)
         monkeypatch.setattr(index_module, "BATCH_MIN_CELLS", 0)
     vectors = VectorIndex(tmp_path / "index", DIM, threads=2)
@@ -39,7 +65,7 @@ def unit(vector: np.ndarray) -> np.ndarray:
 # V1 ---------------------------------------------------------------------------------------
 
 
-async def test_v1_scores_are_cosine_similarities_in_descending_order(index: VectorIndex) -> None:
+async def test_v1_scores_are_cosine_similarities_in_descending_order(index: VectorStore) -> None:
     """score is the cosine similarity of query and stored vector; results are best first."""
     rng = np.random.default_rng(1)
     data = rng.standard_normal((30, DIM)) * rng.uniform(0.1, 50, (30, 1))
@@ -53,7 +79,7 @@ async def test_v1_scores_are_cosine_similarities_in_descending_order(index: Vect
     assert matches[0].id == max(expected, key=lambda k: expected[k])
 
 
-async def test_v1_stored_vectors_are_normalised_copies(index: VectorIndex) -> None:
+async def test_v1_stored_vectors_are_normalised_copies(index: VectorStore) -> None:
     """get returns a unit-norm copy; changing the caller's array afterwards changes nothing."""
     vector = np.arange(1, DIM + 1, dtype=np.float32)
     await index.upsert("ns", "a", vector)
@@ -65,7 +91,7 @@ async def test_v1_stored_vectors_are_normalised_copies(index: VectorIndex) -> No
     np.testing.assert_allclose(stored, unit(np.arange(1, DIM + 1)), rtol=1e-6)
 
 
-async def test_v1_a_match_is_frozen_and_its_metadata_a_copy(index: VectorIndex) -> None:
+async def test_v1_a_match_is_frozen_and_its_metadata_a_copy(index: VectorStore) -> None:
     """VectorMatch is frozen, and mutating returned metadata does not change the index."""
     metadata = {"tags": ["x"]}
     await index.upsert("ns", "a", np.ones(DIM), metadata)
@@ -82,7 +108,7 @@ async def test_v1_a_match_is_frozen_and_its_metadata_a_copy(index: VectorIndex) 
     assert again.metadata == {"tags": ["x"]}
 
 
-async def test_v1_equal_scores_are_ordered_by_id_whatever_the_kernel(index: VectorIndex) -> None:
+async def test_v1_equal_scores_are_ordered_by_id_whatever_the_kernel(index: VectorStore) -> None:
     """Identical vectors: repeated, concurrent and post-delete queries give the smallest ids."""
     rng = np.random.default_rng(21)
     ids = [f"id{i:02d}" for i in range(50)]
@@ -107,15 +133,16 @@ async def test_v1_equal_scores_are_ordered_by_id_whatever_the_kernel(index: Vect
 # V2 ---------------------------------------------------------------------------------------
 
 
-async def test_v2_upsert_of_existing_id_replaces_in_place(index: VectorIndex) -> None:
-    """Re-upserting replaces vector and metadata, keeps the count and the row storage."""
+async def test_v2_upsert_of_existing_id_replaces_in_place(index: VectorStore) -> None:
+    """Re-upserting replaces vector and metadata, keeps the count (FAISS: the row storage)."""
     rng = np.random.default_rng(2)
     await index.upsert_arrays("ns", [f"v{i}" for i in range(20)], rng.standard_normal((20, DIM)))
-    matrix = index._stores["ns"]._matrix
+    matrix = index._stores["ns"]._matrix if isinstance(index, VectorIndex) else None
     new = rng.standard_normal(DIM)
     await index.upsert("ns", "v7", new, {"v": 2})
     assert await index.count("ns") == 20
-    assert index._stores["ns"]._matrix is matrix
+    if isinstance(index, VectorIndex):
+        assert index._stores["ns"]._matrix is matrix
     [record] = await index.get("ns", ["v7"])
     np.testing.assert_allclose(np.asarray(record.vector), unit(new), rtol=1e-5, atol=1e-6)
     assert record.metadata == {"v": 2}
@@ -123,16 +150,17 @@ async def test_v2_upsert_of_existing_id_replaces_in_place(index: VectorIndex) ->
     assert top.id == "v7"
 
 
-async def test_v2_delete_is_a_row_move_not_a_rebuild(index: VectorIndex) -> None:
-    """delete frees one row by moving the last one; storage is not rebuilt; results stay right."""
+async def test_v2_delete_is_a_row_move_not_a_rebuild(index: VectorStore) -> None:
+    """delete removes one row (FAISS: moves the last one, no rebuild); results stay right."""
     rng = np.random.default_rng(3)
     data = rng.standard_normal((50, DIM))
     await index.upsert_arrays("ns", [f"v{i}" for i in range(50)], data)
-    matrix = index._stores["ns"]._matrix
+    matrix = index._stores["ns"]._matrix if isinstance(index, VectorIndex) else None
     assert await index.delete("ns", "v3") is True
     assert await index.delete("ns", "v3") is False
     assert await index.delete("other", "v3") is False
-    assert index._stores["ns"]._matrix is matrix
+    if isinstance(index, VectorIndex):
+        assert index._stores["ns"]._matrix is matrix
     assert await index.count("ns") == 49
     [top] = await index.query("ns", data[49], top_k=1)
     assert top.id == "v49"
@@ -140,7 +168,7 @@ async def test_v2_delete_is_a_row_move_not_a_rebuild(index: VectorIndex) -> None
     assert await index.get("ns", ["v3"]) == []
 
 
-async def test_v2_delete_many_counts_removed_ids(index: VectorIndex) -> None:
+async def test_v2_delete_many_counts_removed_ids(index: VectorStore) -> None:
     """delete_many returns how many of the listed ids existed."""
     await index.upsert_many("ns", [(f"v{i}", np.ones(DIM) + i) for i in range(5)])
     assert await index.delete_many("ns", ["v0", "v1", "nope", "v1"]) == 2
@@ -150,7 +178,7 @@ async def test_v2_delete_many_counts_removed_ids(index: VectorIndex) -> None:
 # V3 ---------------------------------------------------------------------------------------
 
 
-async def test_v3_rejected_batch_changes_nothing(index: VectorIndex) -> None:
+async def test_v3_rejected_batch_changes_nothing(index: VectorStore) -> None:
     """A batch with one bad row (dimension, NaN, zero, id, metadata) changes nothing at all."""
     await index.upsert("ns", "keep", np.ones(DIM), {"k": 1})
     good = [("a", np.ones(DIM), None), ("keep", -np.ones(DIM), {"k": 2})]
@@ -172,7 +200,7 @@ async def test_v3_rejected_batch_changes_nothing(index: VectorIndex) -> None:
     assert await index.namespaces() == ["ns"]
 
 
-async def test_v3_dimension_error_says_expected_and_got(index: VectorIndex) -> None:
+async def test_v3_dimension_error_says_expected_and_got(index: VectorStore) -> None:
     """DimensionMismatchError carries expected and got."""
     with pytest.raises(DimensionMismatchError) as info:
         await index.upsert_arrays("ns", ["a"], np.ones((1, DIM + 3)))
@@ -183,7 +211,7 @@ async def test_v3_dimension_error_says_expected_and_got(index: VectorIndex) -> N
 
 
 @pytest.mark.parametrize("top_k", [1, 4, 10, 11, 50])
-async def test_v4_returns_min_of_top_k_and_matches(index: VectorIndex, top_k: int) -> None:
+async def test_v4_returns_min_of_top_k_and_matches(index: VectorStore, top_k: int) -> None:
     """query returns min(top_k, count) results."""
     rng = np.random.default_rng(4)
     await index.upsert_arrays("ns", [f"v{i}" for i in range(10)], rng.standard_normal((10, DIM)))
@@ -191,7 +219,7 @@ async def test_v4_returns_min_of_top_k_and_matches(index: VectorIndex, top_k: in
     assert await index.query("empty", rng.standard_normal(DIM), top_k) == []
 
 
-async def test_v4_filter_applies_before_ranking(index: VectorIndex) -> None:
+async def test_v4_filter_applies_before_ranking(index: VectorStore) -> None:
     """The best matches overall fail the filter; the filtered query still fills top_k."""
     rng = np.random.default_rng(5)
     query = unit(rng.standard_normal(DIM))
@@ -215,7 +243,7 @@ async def test_v4_filter_applies_before_ranking(index: VectorIndex) -> None:
 # V5 ---------------------------------------------------------------------------------------
 
 
-async def test_v5_namespaces_are_isolated(index: VectorIndex) -> None:
+async def test_v5_namespaces_are_isolated(index: VectorStore) -> None:
     """The same id in two namespaces is two vectors; deletes and queries stay in their namespace."""
     await index.upsert("one", "x", np.eye(DIM)[0], {"ns": 1})
     await index.upsert("two", "x", np.eye(DIM)[1], {"ns": 2})
@@ -229,7 +257,7 @@ async def test_v5_namespaces_are_isolated(index: VectorIndex) -> None:
 
 
 @pytest.mark.parametrize("name", ["a", "0", "a-b_c", "x" * 64, "9lives"])
-async def test_v5_valid_namespace_names(index: VectorIndex, name: str) -> None:
+async def test_v5_valid_namespace_names(index: VectorStore, name: str) -> None:
     """Names of the form [a-z0-9][a-z0-9_-]{0,63} are accepted and listed."""
     await index.upsert(name, "id", np.ones(DIM))
     assert await index.namespaces() == [name]
@@ -239,9 +267,10 @@ async def test_v5_valid_namespace_names(index: VectorIndex, name: str) -> None:
 
 
 async def test_v6_save_then_load_in_a_second_index_of_the_same_process(
-    index: VectorIndex, tmp_path: Path
+    faiss_index: VectorIndex, tmp_path: Path
 ) -> None:
     """A second VectorIndex on the same directory loads exactly what the first saved."""
+    index = faiss_index
     rng = np.random.default_rng(6)
     data = rng.standard_normal((25, DIM))
     await index.upsert_arrays(
@@ -276,9 +305,10 @@ async def test_v6_load_of_missing_directory_is_empty(tmp_path: Path) -> None:
 
 
 async def test_v6_previous_snapshot_is_kept_and_older_ones_pruned(
-    index: VectorIndex, tmp_path: Path
+    faiss_index: VectorIndex, tmp_path: Path
 ) -> None:
     """After several saves exactly the current and the previous snapshot remain."""
+    index = faiss_index
     folder = tmp_path / "index"
     names: list[str] = []
     for i in range(4):
@@ -289,8 +319,11 @@ async def test_v6_previous_snapshot_is_kept_and_older_ones_pruned(
     assert sorted(p.name for p in folder.glob("snapshot-*")) == names[-2:]
 
 
-async def test_v6_vectors_file_loads_without_pickle(index: VectorIndex, tmp_path: Path) -> None:
+async def test_v6_vectors_file_loads_without_pickle(
+    faiss_index: VectorIndex, tmp_path: Path
+) -> None:
     """The vectors file is a plain float32 .npy that np.load reads with allow_pickle=False."""
+    index = faiss_index
     await index.upsert_arrays("ns", ["a", "b"], np.eye(DIM)[:2] * 3)
     await index.save()
     [npy] = (tmp_path / "index").glob("snapshot-*/ns.npy")
@@ -302,7 +335,7 @@ async def test_v6_vectors_file_loads_without_pickle(index: VectorIndex, tmp_path
 # V7 ---------------------------------------------------------------------------------------
 
 
-async def test_v7_queries_during_upserts_never_see_half_a_batch(index: VectorIndex) -> None:
+async def test_v7_queries_during_upserts_never_see_half_a_batch(index: VectorStore) -> None:
     """Concurrent queries see every row of a namespace from the same batch, never a mix."""
     ids = [f"v{i}" for i in range(64)]
     rng = np.random.default_rng(7)

@@ -1,9 +1,16 @@
-"""V8: random upsert/delete/query/reload sequences agree with a plain numpy reference."""
+"""V8: random upsert/delete/query/reload sequences agree with a plain numpy reference.
+
+Run on FAISS (inline and on its pool) and on pgvector (a fresh schema on the session's
+pgserver per example; "reload" closes the store and opens a new one on the same schema).
+"""
 
 from __future__ import annotations
 
 import asyncio
 import tempfile
+import uuid
+from collections.abc import AsyncIterator, Callable
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from itertools import pairwise
 from pathlib import Path
 from typing import Any
@@ -14,7 +21,11 @@ from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 import app.vectors.index as index_module
-from app.vectors import VectorIndex, VectorMatch
+from app.vectors import VectorIndex, VectorMatch, VectorStore
+from tests.contract.vector_stores import drop_schema, pgvector_store
+
+# Opens the store under test; each call is a fresh handle on the same data (a reload).
+Opener = Callable[[], AbstractAsyncContextManager[VectorStore]]
 
 DIM = 4
 NAMESPACES = ["a", "b"]
@@ -72,7 +83,7 @@ class Reference:
 
 
 async def check_ties(
-    index: VectorIndex, ns: str, got: list[VectorMatch], candidates: dict[str, float]
+    index: VectorStore, ns: str, got: list[VectorMatch], candidates: dict[str, float]
 ) -> None:
     """Equal scores are ordered by id; of bit-identical stored vectors the smallest ids come.
 
@@ -90,9 +101,23 @@ async def check_ties(
                 assert other in returned
 
 
-async def run(path: Path, steps: list[tuple[Any, ...]]) -> None:
+def faiss_opener(path: Path) -> Opener:
+    @asynccontextmanager
+    async def opened() -> AsyncIterator[VectorStore]:
+        index = VectorIndex(path, DIM, threads=2)
+        try:
+            await index.load()
+            yield index
+        finally:
+            await index.close()
+
+    return opened
+
+
+async def run(open_store: Opener, steps: list[tuple[Any, ...]]) -> None:
     model = Reference()
-    index = VectorIndex(path, DIM, threads=2)
+    handle = open_store()
+    index = await handle.__aenter__()
     try:
         for step in steps:
             kind = step[0]
@@ -122,14 +147,14 @@ async def run(path: Path, steps: list[tuple[Any, ...]]) -> None:
                 await check_ties(index, ns, got, expected)
             else:
                 await index.save()
-                await index.close()
-                index = VectorIndex(path, DIM, threads=2)
-                await index.load()
+                await handle.__aexit__(None, None, None)
+                handle = open_store()
+                index = await handle.__aenter__()
             for ns in NAMESPACES:
                 assert await index.count(ns) == len(model.data.get(ns, {}))
         assert await index.namespaces() == sorted(ns for ns, d in model.data.items() if d)
     finally:
-        await index.close()
+        await handle.__aexit__(None, None, None)
 
 
 @pytest.mark.parametrize("mode", ["inline", "pool"])
@@ -160,6 +185,37 @@ def test_v8_index_agrees_with_numpy_reference(mode: str, steps: list[tuple[Any, 
     index_module.INLINE_MAX_CELLS = original if mode == "inline" else 0
     try:
         with tempfile.TemporaryDirectory() as directory:
-            asyncio.run(run(Path(directory) / "index", steps))
+            asyncio.run(run(faiss_opener(Path(directory) / "index"), steps))
     finally:
         index_module.INLINE_MAX_CELLS = original
+
+
+async def run_on_pgvector(uri: str, steps: list[tuple[Any, ...]]) -> None:
+    schema = f"model_{uuid.uuid4().hex[:12]}"
+    try:
+        await run(lambda: pgvector_store(uri, schema, DIM), steps)
+    finally:
+        await drop_schema(uri, schema)
+
+
+@settings(
+    max_examples=40,
+    deadline=None,
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture],
+)
+@given(steps=st.lists(operations, max_size=30))
+@example(
+    steps=[
+        ("batch", "a", [(f"id{i}", [1, -2, 0, 3], i % 2) for i in (5, 3, 7, 1, 6)]),
+        ("upsert", "a", "id2", [1, -2, 0, 3], 1),
+        ("delete", "a", "id3"),
+        ("reload",),
+        ("query", "a", [0, 1, 2, 3], 3, None),
+        ("query", "a", [3, 0, 0, -1], 3, {"g": 1}),
+    ]
+)
+def test_v8_pgvector_store_agrees_with_numpy_reference(
+    pgvector_uri: str, steps: list[tuple[Any, ...]]
+) -> None:
+    """V8/V9 on pgvector: results, counts and deletes match the reference, across reopens."""
+    asyncio.run(run_on_pgvector(pgvector_uri, steps))
