@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import dataclasses
 import signal
 import sys
 from collections.abc import Coroutine, Iterator
@@ -17,6 +18,7 @@ from dependency_injector import providers
 
 from app.errors import DataLayerError, ResourceStopError
 from containers import build_lifecycle, check_readiness, create_container, readiness_table
+from containers.vectors import describe_store
 from settings import load_settings
 
 __all__ = ["main"]
@@ -42,13 +44,18 @@ async def check() -> int:
     """Start the lifecycle, print the readiness table, exit non-zero if anything is not ready.
 
     A probe beside a running ``serve``: the vector index is only loaded and verified, read-only
-    (no writer lock, no autosave, no save at stop), so the index directory is left unchanged.
+    (no writer lock, no autosave, no save at stop), so the index directory is left unchanged;
+    the pgvector store only checks the extension and the registry, and creates nothing. The
+    vectors row's address names the store, where it is and pgvector's version.
     """
     cancel_on_sigterm()
     container = create_container(load_settings())
     container.vector_layer.read_only.override(providers.Object(True))
     async with build_lifecycle(container) as lifecycle:
         results = await check_readiness(lifecycle)
+        if "vectors" in results:  # which store, where, and pgvector's version
+            store = describe_store(lifecycle.value("vectors"))
+            results["vectors"] = dataclasses.replace(results["vectors"], address=store)
     print(readiness_table(results))
     return 0 if all(result.ok for result in results.values()) else EXIT_NOT_READY
 

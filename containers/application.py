@@ -42,7 +42,9 @@ class Container(containers.DeclarativeContainer):
     )
     event_bus = event_layer.bus
 
-    vector_layer = providers.Container(VectorsContainer, settings=core.settings)
+    vector_layer = providers.Container(
+        VectorsContainer, settings=core.settings, postgres=backends.postgres
+    )
     vectors = vector_layer.index
 
 

@@ -9,7 +9,8 @@ from typing import Any
 from app.backends import ping_elasticsearch, ping_postgres, ping_rabbitmq, ping_redis
 from containers.application import Container
 from containers.lifecycle import ResourceUnit
-from settings import DeploymentMode, EventBusKind, Settings
+from containers.vectors import postgres_address
+from settings import DeploymentMode, EventBusKind, Settings, VectorsBackend
 
 __all__ = ["PINGS", "resource_units"]
 
@@ -53,12 +54,6 @@ def _start_timeouts(settings: Settings) -> dict[str, float]:
     }
 
 
-def _postgres_address(settings: Settings) -> str:
-    if settings.embedded_postgres:
-        return f"embedded:{settings.data_dir / 'postgres'}"
-    return settings.postgres.address()
-
-
 def resource_units(container: Container, settings: Settings) -> list[ResourceUnit]:
     """The units to start for ``settings``: only what the mode and bus need, minus overrides.
 
@@ -68,6 +63,7 @@ def resource_units(container: Container, settings: Settings) -> list[ResourceUni
     """
     distributed = settings.deployment_mode is DeploymentMode.DISTRIBUTED
     rabbit = settings.event_bus is EventBusKind.RABBITMQ
+    pgvector = settings.vector_backend is VectorsBackend.PGVECTOR
     redis_needed = distributed and not container.state_backend.overridden
     rabbit_needed = rabbit and not container.event_bus.overridden
     start_s = _start_timeouts(settings)
@@ -79,7 +75,7 @@ def resource_units(container: Container, settings: Settings) -> list[ResourceUni
             ResourceUnit(
                 "postgres",
                 container.postgres,
-                _postgres_address(settings),
+                postgres_address(settings),
                 ("logging",),
                 PINGS["postgres"],
                 start_timeout_s=start_s["postgres"],
@@ -154,11 +150,18 @@ def resource_units(container: Container, settings: Settings) -> list[ResourceUni
             container.vectors,
             ResourceUnit(
                 "vectors",
-                container.vectors,
-                str(settings.faiss.index_path),
-                ("logging",),
+                container.vector_layer.pgvector if pgvector else container.vector_layer.faiss,
+                f"pgvector:{postgres_address(settings)} schema={settings.vectors.schema_name}"
+                if pgvector
+                else str(settings.faiss.index_path),
+                ("logging", "postgres") if pgvector else ("logging",),
                 PINGS["vectors"],
+                # pgvector: the pool's connects (postgres started) and a few statements.
+                start_timeout_s=2 * settings.postgres.command_timeout_s + TIMEOUT_MARGIN_S
+                if pgvector
+                else 30.0,
                 stop_timeout_s=VECTORS_STOP_TIMEOUT_S,
+                aliases=(container.vectors,),
             ),
         ),
     ]

@@ -1,15 +1,22 @@
-"""The vectors layer: the FAISS index, loaded at start and saved at stop (or read-only)."""
+"""The vectors layer: a ``Selector`` between the FAISS index and the pgvector store.
+
+``VECTORS__BACKEND`` picks the store (``auto``: FAISS in single_node, pgvector in
+distributed); ``index`` hands out whichever is selected, typed as ``VectorStore``, so the
+HTTP routes, ``DataLayer.vectors`` and ``@inject``-ed services use it unchanged.
+"""
 
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
 
+import asyncpg
 from dependency_injector import containers, providers
 
-from app.vectors import VectorIndex
+from app.vectors import VectorIndex, VectorStore
+from app.vectors.pgvector import PgVectorStore
 from settings import FaissSettings, Settings
 
-__all__ = ["VectorsContainer", "vector_index"]
+__all__ = ["VectorsContainer", "describe_store", "pgvector_store", "vector_index"]
 
 
 async def vector_index(
@@ -40,10 +47,58 @@ async def vector_index(
             await index.close()
 
 
+def postgres_address(settings: Settings) -> str:
+    """Where the Postgres of the pool is, password masked."""
+    if settings.embedded_postgres:
+        return f"embedded:{settings.data_dir / 'postgres'}"
+    return settings.postgres.address()
+
+
+async def pgvector_store(
+    pool: asyncpg.Pool, settings: Settings, *, read_only: bool = False
+) -> AsyncIterator[PgVectorStore]:
+    """Open the store on the container's pool: extension, dimension and registry checked
+    (V14: a server without pgvector fails the start here); ``read_only`` creates nothing."""
+    tuning = settings.vectors
+    store = PgVectorStore(
+        pool,
+        settings.faiss.dimension,
+        schema=tuning.schema_name,
+        address=postgres_address(settings),
+        hnsw_min_rows=tuning.hnsw_min_rows,
+        hnsw_m=tuning.hnsw_m,
+        hnsw_ef_construction=tuning.hnsw_ef_construction,
+        ef_search=tuning.ef_search,
+        filtered_ef_search=tuning.filtered_ef_search,
+        exact_max_rows=tuning.exact_max_rows,
+        read_only=read_only,
+    )
+    try:
+        await store.open()
+        yield store
+    finally:
+        await store.close()
+
+
+def describe_store(store: VectorStore) -> str:
+    """One line for ``python -m app check``: which store, where, and pgvector's version."""
+    if isinstance(store, PgVectorStore):
+        version = "?" if store.capabilities is None else store.capabilities.version
+        return f"pgvector {version} {store.address} schema={store.schema}"
+    if isinstance(store, VectorIndex):
+        return f"faiss {store.index_path}"
+    return type(store).__name__
+
+
 class VectorsContainer(containers.DeclarativeContainer):
-    """``index`` is the process's ``VectorIndex``; override ``read_only`` with ``True`` for a
-    reader that verifies the snapshot and never writes (``python -m app check``)."""
+    """``index`` is the selected ``VectorStore``; override ``read_only`` with ``True`` for a
+    reader that verifies and never writes (``python -m app check``)."""
 
     settings = providers.Dependency(instance_of=Settings)
+    postgres: providers.Dependency[asyncpg.Pool] = providers.Dependency()
     read_only = providers.Object(False)
-    index = providers.Resource(vector_index, settings.provided.faiss, read_only=read_only)
+
+    faiss = providers.Resource(vector_index, settings.provided.faiss, read_only=read_only)
+    pgvector = providers.Resource(pgvector_store, postgres, settings, read_only=read_only)
+    # Keys are VectorsBackend values ("faiss", "pgvector"), as Settings.vector_backend gives.
+    index = providers.Selector(settings.provided.vector_backend, faiss=faiss, pgvector=pgvector)

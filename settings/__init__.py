@@ -1,6 +1,13 @@
 """Typed settings of the data layer, read from the environment and ``.env``."""
 
-from settings.enums import ApiAuth, DeploymentMode, EmbeddedPostgres, EventBusKind, LogFormat
+from settings.enums import (
+    ApiAuth,
+    DeploymentMode,
+    EmbeddedPostgres,
+    EventBusKind,
+    LogFormat,
+    VectorsBackend,
+)
 from settings.model import Settings, env_name, load_settings
 from settings.secrets import mask_url, mask_urls
 from settings.sections import (
@@ -13,6 +20,7 @@ from settings.sections import (
     RabbitMQSettings,
     RedisSettings,
     StateSettings,
+    VectorsSettings,
 )
 
 __all__ = [
@@ -31,6 +39,8 @@ __all__ = [
     "RedisSettings",
     "Settings",
     "StateSettings",
+    "VectorsBackend",
+    "VectorsSettings",
     "env_name",
     "load_settings",
     "mask_url",

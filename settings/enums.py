@@ -4,7 +4,14 @@ from __future__ import annotations
 
 from enum import StrEnum
 
-__all__ = ["ApiAuth", "DeploymentMode", "EmbeddedPostgres", "EventBusKind", "LogFormat"]
+__all__ = [
+    "ApiAuth",
+    "DeploymentMode",
+    "EmbeddedPostgres",
+    "EventBusKind",
+    "LogFormat",
+    "VectorsBackend",
+]
 
 
 class DeploymentMode(StrEnum):
@@ -41,3 +48,12 @@ class ApiAuth(StrEnum):
 
     ENABLED = "enabled"
     DISABLED = "disabled"
+
+
+class VectorsBackend(StrEnum):
+    """Which vector store serves ``vectors`` (``auto``: FAISS in single_node, pgvector in
+    distributed, where every instance must see every write)."""
+
+    AUTO = "auto"
+    FAISS = "faiss"
+    PGVECTOR = "pgvector"

@@ -10,7 +10,7 @@ from pydantic import BaseModel, Field, ValidationError, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from app.errors import ConfigurationError
-from settings.enums import DeploymentMode, EmbeddedPostgres, EventBusKind
+from settings.enums import DeploymentMode, EmbeddedPostgres, EventBusKind, VectorsBackend
 from settings.sections import (
     ApiSettings,
     ElasticsearchSettings,
@@ -21,6 +21,7 @@ from settings.sections import (
     RabbitMQSettings,
     RedisSettings,
     StateSettings,
+    VectorsSettings,
 )
 
 __all__ = ["Settings", "env_name", "load_settings"]
@@ -50,6 +51,7 @@ class Settings(BaseSettings):
     elasticsearch: ElasticsearchSettings = Field(default_factory=ElasticsearchSettings)
     rabbitmq: RabbitMQSettings = Field(default_factory=RabbitMQSettings)
     faiss: FaissSettings = Field(default_factory=FaissSettings)
+    vectors: VectorsSettings = Field(default_factory=VectorsSettings)
     log: LogSettings = Field(default_factory=LogSettings)
     api: ApiSettings = Field(default_factory=ApiSettings)
     state: StateSettings = Field(default_factory=StateSettings)
@@ -80,6 +82,16 @@ class Settings(BaseSettings):
             )
             raise ValueError(msg)
         return self
+
+    @property
+    def vector_backend(self) -> VectorsBackend:
+        """The vector store in use: ``VECTORS__BACKEND``, with ``auto`` resolved by the mode
+        (FAISS keeps vectors in one process; distributed instances must share them)."""
+        if self.vectors.backend is VectorsBackend.AUTO:
+            if self.deployment_mode is DeploymentMode.DISTRIBUTED:
+                return VectorsBackend.PGVECTOR
+            return VectorsBackend.FAISS
+        return self.vectors.backend
 
     @property
     def embedded_postgres(self) -> bool:

@@ -9,7 +9,7 @@ from typing import Annotated, Any, ClassVar, Literal
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
 from pydantic_settings import NoDecode
 
-from settings.enums import ApiAuth, EmbeddedPostgres, LogFormat
+from settings.enums import ApiAuth, EmbeddedPostgres, LogFormat, VectorsBackend
 from settings.secrets import mask_url, url_component, url_host
 
 __all__ = [
@@ -22,6 +22,7 @@ __all__ = [
     "RabbitMQSettings",
     "RedisSettings",
     "StateSettings",
+    "VectorsSettings",
 ]
 
 MiB = 1024 * 1024
@@ -186,6 +187,29 @@ class FaissSettings(Section):
     dimension: int = Field(default=1536, gt=0, le=65536)
     save_interval_s: float = Field(default=0.0, ge=0, allow_inf_nan=False)
     threads: int = Field(default=0, ge=0)
+
+
+class VectorsSettings(Section):
+    """``VECTORS__*``: which vector store, and the pgvector store's tuning.
+
+    The dimension of both stores is ``FAISS__DIMENSION``. pgvector: one table per namespace
+    in ``schema``; exact search below ``hnsw_min_rows`` rows, an HNSW index from there
+    (``hnsw_m``, ``hnsw_ef_construction``; queries with ``ef_search``); filtered queries
+    rank at most ``exact_max_rows`` matching rows exactly, more through the index's
+    ``filtered_ef_search`` nearest rows (exact again when those hold too few).
+    """
+
+    # "schema" would shadow BaseModel.schema: the field is schema_name, set as VECTORS__SCHEMA.
+    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
+
+    backend: VectorsBackend = VectorsBackend.AUTO
+    schema_name: str = Field(default="vectors", pattern=r"^[a-z_][a-z0-9_]{0,62}$", alias="schema")
+    hnsw_min_rows: int = Field(default=20_000, ge=1)
+    hnsw_m: int = Field(default=16, ge=2, le=100)
+    hnsw_ef_construction: int = Field(default=64, ge=4, le=1000)
+    ef_search: int = Field(default=100, ge=1, le=1000)
+    filtered_ef_search: int = Field(default=400, ge=1, le=1000)
+    exact_max_rows: int = Field(default=2_000, ge=0)
 
 
 class LogSettings(Section):

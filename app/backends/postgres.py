@@ -10,7 +10,8 @@ from typing import Any
 import asyncpg
 
 from app.backends.embedded_postgres import embedded_postgres
-from settings import PostgresSettings, Settings
+from app.vectors.pgvector_schema import init_connection
+from settings import PostgresSettings, Settings, VectorsBackend
 
 __all__ = ["ping_postgres", "pool_options", "postgres_pool"]
 
@@ -29,8 +30,12 @@ def pool_options(settings: PostgresSettings) -> dict[str, Any]:
 
 
 @asynccontextmanager
-async def _pool(dsn: str, settings: PostgresSettings) -> AsyncIterator[asyncpg.Pool]:
-    pool = await asyncpg.create_pool(dsn, **pool_options(settings))
+async def _pool(
+    dsn: str, settings: PostgresSettings, *, pgvector: bool
+) -> AsyncIterator[asyncpg.Pool]:
+    # The pgvector store needs pgvector's codec on every connection the pool makes.
+    init = init_connection if pgvector else None
+    pool = await asyncpg.create_pool(dsn, init=init, **pool_options(settings))
     try:
         yield pool
     finally:
@@ -42,17 +47,21 @@ async def _pool(dsn: str, settings: PostgresSettings) -> AsyncIterator[asyncpg.P
 
 
 async def postgres_pool(settings: Settings) -> AsyncIterator[asyncpg.Pool]:
-    """Yield a pool on the embedded server (single_node without a server) or the configured one."""
+    """Yield a pool on the embedded server (single_node without a server) or the configured one.
+
+    With ``VECTORS__BACKEND`` selecting pgvector, each new connection registers its codec.
+    """
+    pgvector = settings.vector_backend is VectorsBackend.PGVECTOR
     if settings.embedded_postgres:
         pgdata = settings.data_dir / "postgres"
         async with (
             embedded_postgres(pgdata, settings.postgres.database) as uri,
-            _pool(uri, settings.postgres) as pool,
+            _pool(uri, settings.postgres, pgvector=pgvector) as pool,
         ):
             yield pool
         return
     dsn = settings.postgres.connection_dsn().get_secret_value()
-    async with _pool(dsn, settings.postgres) as pool:
+    async with _pool(dsn, settings.postgres, pgvector=pgvector) as pool:
         yield pool
 
 

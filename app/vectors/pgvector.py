@@ -33,7 +33,12 @@ import numpy.typing as npt
 import structlog
 from pgvector import Vector
 
-from app.errors import BackendClosedError, NotStartedError, VectorStoreUnavailableError
+from app.errors import (
+    BackendClosedError,
+    NotStartedError,
+    ReadOnlyIndexError,
+    VectorStoreUnavailableError,
+)
 from app.vectors import pgvector_sql as sql
 from app.vectors.filters import Clause, Filter, parse_filter
 from app.vectors.models import BatchItem, VectorMatch, VectorRecord
@@ -97,6 +102,7 @@ class PgVectorStore:
         ef_search: int = 100,
         filtered_ef_search: int = 400,
         exact_max_rows: int = 2_000,
+        read_only: bool = False,
     ) -> None:
         if isinstance(dimension, bool) or not isinstance(dimension, int) or dimension <= 0:
             msg = f"dimension must be a positive int, got {dimension!r}"
@@ -110,6 +116,7 @@ class PgVectorStore:
         self.ef_search = ef_search
         self.filtered_ef_search = filtered_ef_search
         self.exact_max_rows = exact_max_rows
+        self.read_only = bool(read_only)
         self._tables = Tables(schema, dimension)
         self.capabilities: Capabilities | None = None
         self._table_names: dict[str, str] = {}
@@ -132,10 +139,15 @@ class PgVectorStore:
     async def open(self) -> None:
         """Check (or create) the extension, the dimension and the registry; see V14."""
         async with self._pool.acquire() as connection:
-            found, created = await ensure_extension(connection, self.address, self.dimension)
+            found, created = await ensure_extension(
+                connection, self.address, self.dimension, create=not self.read_only
+            )
             self.capabilities = found
-            await self._tables.create_registry(connection)
-            wrong = await self._tables.mismatched_dimensions(connection)
+            if not self.read_only:
+                await self._tables.create_registry(connection)
+            wrong = []
+            if await self._tables.exists(connection):
+                wrong = await self._tables.mismatched_dimensions(connection)
         if wrong:
             listed = ", ".join(f"{row['name']} ({row['dimension']})" for row in wrong[:5])
             msg = (
@@ -183,6 +195,15 @@ class PgVectorStore:
         await asyncio.gather(*builds, return_exceptions=True)
         self._builds.clear()
         log.info("vectors.pgvector_closed", address=self.address, schema=self.schema)
+
+    def _check_writable(self, operation: str) -> None:
+        self._check_open()
+        if self.read_only:
+            msg = (
+                f"{operation}() refused: vector store {self.address} (schema {self.schema}) is "
+                "open read-only (read_only=True) and never writes"
+            )
+            raise ReadOnlyIndexError(msg)
 
     def _check_open(self) -> None:
         if self._closed:
@@ -242,7 +263,7 @@ class PgVectorStore:
         metadata: Mapping[str, Any] | None = None,
     ) -> None:
         """Insert ``vector_id`` or replace its vector and metadata."""
-        self._check_open()
+        self._check_writable("upsert")
         check_namespace(namespace)
         checked_id = check_id(vector_id)
         checked = check_metadata(metadata)
@@ -251,7 +272,7 @@ class PgVectorStore:
 
     async def upsert_many(self, namespace: str, items: Iterable[BatchItem]) -> None:
         """Upsert ``VectorRecord``, ``(id, vector)`` or ``(id, vector, metadata)`` items."""
-        self._check_open()
+        self._check_writable("upsert_many")
         ids, vectors, metadata = split_items(items)
         await self.upsert_arrays(namespace, ids, vectors, metadata)
 
@@ -263,7 +284,7 @@ class PgVectorStore:
         metadata: Sequence[Mapping[str, Any] | None] | None = None,
     ) -> None:
         """Upsert a batch given as columns, validated whole, in one statement."""
-        self._check_open()
+        self._check_writable("upsert_arrays")
         batch = self._prepare(namespace, ids, vectors, metadata)
         if batch.ids:
             units = batch.vectors * batch.scale[:, None]
@@ -313,7 +334,7 @@ class PgVectorStore:
         upsert. One transaction: readers see all of it or none. ``build_index=False``
         leaves the index to the next write's background build.
         """
-        self._check_open()
+        self._check_writable("bulk_load")
         batch = self._prepare(namespace, ids, vectors, metadata)
         units = batch.vectors * batch.scale[:, None]
         records = [
@@ -352,7 +373,7 @@ class PgVectorStore:
 
     async def build_index(self, namespace: str) -> None:
         """Build the namespace's HNSW index now (``CREATE INDEX CONCURRENTLY``), if missing."""
-        self._check_open()
+        self._check_writable("build_index")
         check_namespace(namespace)
         async with self._pool.acquire() as connection:
             table_name = await self._table_name(connection, namespace)
@@ -432,7 +453,7 @@ class PgVectorStore:
 
     async def delete_many(self, namespace: str, ids: Iterable[str]) -> int:
         """Remove every listed id that exists; how many were removed."""
-        self._check_open()
+        self._check_writable("delete_many")
         check_namespace(namespace)
         checked = [
             check_id(vector_id, row=row) for row, vector_id in enumerate(check_id_collection(ids))

@@ -111,9 +111,10 @@ async def capabilities(connection: Connection) -> Capabilities | None:
 
 
 async def ensure_extension(
-    connection: Connection, address: str, dimension: int
+    connection: Connection, address: str, dimension: int, *, create: bool = True
 ) -> tuple[Capabilities, bool]:
-    """The extension's capabilities, creating it when the server has it available.
+    """The extension's capabilities, creating it when the server has it available (and
+    ``create``: a read-only store only checks).
 
     Returns ``(capabilities, created_now)``. Raises :class:`VectorStoreUnavailableError`
     naming ``address``, the version found and the way out when pgvector is missing, cannot
@@ -125,11 +126,11 @@ async def ensure_extension(
         available = await connection.fetchval(
             "SELECT default_version FROM pg_available_extensions WHERE name = 'vector'"
         )
-        if available is None:
+        if available is None or not create:
             server = await connection.fetchval("SHOW server_version")
             msg = (
                 f"vector store: Postgres {server} at {address} has no pgvector extension "
-                f"(found version: none); {WAY_OUT}"
+                f"(found version: none; available to create: {available or 'none'}); {WAY_OUT}"
             )
             raise VectorStoreUnavailableError(msg)
         try:
@@ -195,6 +196,11 @@ class Tables:
                 """
             )
 
+    async def exists(self, connection: Connection) -> bool:
+        """Whether the registry has been created (a read-only store never creates it)."""
+        found = await connection.fetchval("SELECT to_regclass($1)", self.registry)
+        return found is not None
+
     async def mismatched_dimensions(self, connection: Connection) -> list[Any]:
         """Namespaces stored with another dimension than the configured one."""
         return list(
@@ -205,9 +211,12 @@ class Tables:
         )
 
     async def lookup(self, connection: Connection, namespace: str) -> str | None:
-        table: str | None = await connection.fetchval(
-            f"SELECT table_name FROM {self.registry} WHERE name = $1", namespace
-        )
+        try:
+            table: str | None = await connection.fetchval(
+                f"SELECT table_name FROM {self.registry} WHERE name = $1", namespace
+            )
+        except asyncpg.UndefinedTableError:  # no registry yet (a read-only store's view)
+            return None
         return table
 
     async def create(self, connection: Connection, namespace: str) -> str:
@@ -242,5 +251,10 @@ class Tables:
             return table_name
 
     async def all(self, connection: Connection) -> list[tuple[str, str]]:
-        rows = await connection.fetch(f"SELECT name, table_name FROM {self.registry} ORDER BY name")
+        try:
+            rows = await connection.fetch(
+                f"SELECT name, table_name FROM {self.registry} ORDER BY name"
+            )
+        except asyncpg.UndefinedTableError:  # no registry yet (a read-only store's view)
+            return []
         return [(row["name"], row["table_name"]) for row in rows]

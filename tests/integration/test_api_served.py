@@ -114,6 +114,7 @@ def distributed_settings(
 ) -> Settings:
     return load_settings(
         deployment_mode="distributed",
+        vectors={"backend": "faiss"},  # the loopback Postgres 15 has no pgvector
         event_bus="rabbitmq",
         data_dir=tmp_path / "data",
         redis={"url": redis_url},

@@ -67,6 +67,7 @@ def test_check_distributed_against_local_services(
         tmp_path,
         "check",
         DEPLOYMENT_MODE="distributed",
+        VECTORS__BACKEND="faiss",  # the loopback Postgres 15 has no pgvector
         EVENT_BUS="rabbitmq",
         REDIS__URL=redis_url,
         POSTGRES__DSN=postgres_dsn,
@@ -127,6 +128,7 @@ def test_unreachable_redis_in_distributed_mode_exits_2(tmp_path: Path, postgres_
         tmp_path,
         "check",
         DEPLOYMENT_MODE="distributed",
+        VECTORS__BACKEND="faiss",  # the loopback Postgres 15 has no pgvector
         REDIS__URL="redis://:pw@127.0.0.1:1/0",
         POSTGRES__DSN=postgres_dsn,
     )

@@ -101,6 +101,7 @@ async def test_distributed_resolves_every_provider(
     """distributed + rabbitmq + Elasticsearch starts all backends and every provider resolves."""
     settings = load_settings(
         deployment_mode="distributed",
+        vectors={"backend": "faiss"},  # the loopback Postgres 15 has no pgvector
         event_bus="rabbitmq",
         data_dir=tmp_path,
         redis={"url": redis_url},
@@ -142,6 +143,7 @@ async def test_unreachable_backend_fails_start_and_closes_the_rest(
     async with silent_server() as (port, _accepted):
         settings = load_settings(
             deployment_mode="distributed",
+            vectors={"backend": "faiss"},  # the loopback Postgres 15 has no pgvector
             event_bus="rabbitmq",
             data_dir=tmp_path,
             redis={"url": redis_url},

@@ -87,6 +87,7 @@ async def test_original_usage_distributed(
     """The original snippet works against real Redis, Postgres, RabbitMQ (and Elasticsearch)."""
     config = DataLayerConfig(
         deployment_mode="distributed",
+        vectors={"backend": "faiss"},  # the loopback Postgres 15 has no pgvector
         event_bus="rabbitmq",
         redis=RedisConfig(url=redis_url),
         postgres=PostgresConfig(dsn=postgres_dsn),
@@ -164,6 +165,7 @@ async def test_unreachable_backend_fails_once_and_closes_the_rest(
     async with silent_server() as (port, _accepted):
         config = DataLayerConfig(
             deployment_mode="distributed",
+            vectors={"backend": "faiss"},  # the loopback Postgres 15 has no pgvector
             event_bus="rabbitmq",
             redis=RedisConfig(url=redis_url),
             postgres=PostgresConfig(
@@ -192,6 +194,7 @@ async def test_health_reports_a_stopped_backend_within_its_timeout(
     """A backend that goes away mid-run shows as error within the timeout; the rest stay ok."""
     config = DataLayerConfig(
         deployment_mode="distributed",
+        vectors={"backend": "faiss"},  # the loopback Postgres 15 has no pgvector
         redis=RedisConfig(url=redis_url),
         postgres=PostgresConfig(dsn=postgres_dsn),
         faiss=FaissConfig(index_path=tmp_path / "faiss", dimension=DIM),
@@ -224,6 +227,7 @@ async def test_health_reports_a_hung_backend_within_its_timeout(
     await proxy.start()
     config = DataLayerConfig(
         deployment_mode="distributed",
+        vectors={"backend": "faiss"},  # the loopback Postgres 15 has no pgvector
         redis=RedisConfig(url=f"redis://127.0.0.1:{proxy.port}{upstream.path}"),
         postgres=PostgresConfig(dsn=postgres_dsn),
         faiss=FaissConfig(index_path=tmp_path / "faiss", dimension=DIM),

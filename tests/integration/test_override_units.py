@@ -27,6 +27,7 @@ def distributed_settings(tmp_path: Path, **overrides: Any) -> Settings:
     """distributed + rabbitmq, isolated in ``tmp_path``; ``overrides`` replace the defaults."""
     values: dict[str, Any] = {
         "deployment_mode": "distributed",
+        "vectors": {"backend": "faiss"},  # not what these tests are about
         "event_bus": "rabbitmq",
         "data_dir": tmp_path / "data",
         "redis": {"url": CLOSED_REDIS_URL, "connect_timeout_s": 1},

@@ -18,9 +18,11 @@ pytestmark = pytest.mark.integration
 
 
 def settings_for(tmp_path: Path, **overrides: object) -> Settings:
+    """The FAISS store in either mode (VECTORS__BACKEND=faiss: distributed would pick pgvector)."""
     return load_settings(
         data_dir=tmp_path / "data",
         faiss={"index_path": tmp_path / "faiss", "dimension": 3},
+        vectors={"backend": "faiss"},
         log={"level": "WARNING"},
         **overrides,
     )

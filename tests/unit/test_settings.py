@@ -48,7 +48,8 @@ def clean_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
 
 def leaf_defaults(model: type[BaseModel], prefix: str = "") -> dict[str, Any]:
     out: dict[str, Any] = {}
-    for name, field in model.model_fields.items():
+    for field_name, field in model.model_fields.items():
+        name = field.alias or field_name  # VECTORS__SCHEMA is the field schema_name
         annotation = field.annotation
         if isinstance(annotation, type) and issubclass(annotation, BaseModel):
             out |= leaf_defaults(annotation, f"{prefix}{name.upper()}__")
