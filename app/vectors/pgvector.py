@@ -547,11 +547,13 @@ class PgVectorStore:
     ) -> list[VectorMatch]:
         ef = min(max(ef, k), 1000)  # pgvector's ef_search range is 1-1000
         query = sql.hnsw_sql(table, where, 2 + len(parameters) + 1, 2)
+        # Unfiltered, the index's first k rows are the answer: fetch no more than those.
+        candidates = k if where is None else ef
         # Two statements in one simple-protocol round trip open the transaction and set
         # ef_search for it alone; COMMIT (or ROLLBACK on error) ends it.
         await connection.execute(f"BEGIN READ ONLY; SET LOCAL hnsw.ef_search = {int(ef)}")
         try:
-            rows = await connection.fetch(query, unit, k, *parameters, ef)
+            rows = await connection.fetch(query, unit, k, *parameters, candidates)
         except BaseException:
             await connection.execute("ROLLBACK")
             raise
