@@ -14,7 +14,7 @@ import aio_pika
 
 from app.backends import postgres_pool, rabbitmq_connection, redis_client
 from benchmarks.core import BenchConfig, Measurement, case
-from containers import Lifecycle, create_container, resource_units
+from containers import Lifecycle, create_container, plan
 from settings import Settings, load_settings
 
 
@@ -71,7 +71,7 @@ async def time_raw_gather(factories: list[Callable[[], AsyncIterator[Any]]]) -> 
 async def time_stack(settings: Settings, *, backends_only: bool) -> tuple[float, float]:
     """Start and stop through our Lifecycle: the three servers only, or the whole container."""
     container = create_container(settings)
-    units = resource_units(container, settings)
+    units = list(plan(container).units)
     if backends_only:
         units = [unit for unit in units if unit.name in BACKENDS]
     lifecycle = Lifecycle(units)
