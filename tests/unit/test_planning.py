@@ -165,7 +165,7 @@ def test_a_declaration_naming_no_provider_is_refused_before_anything_starts() ->
 class DeclaresAFactory(Container):
     """A declaration on something the lifecycle cannot start or stop."""
 
-    maker = providers.Factory(dict)
+    maker: providers.Factory[dict[str, str]] = providers.Factory(dict)
     maker_lifecycle = Managed("maker")
 
 
