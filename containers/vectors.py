@@ -14,9 +14,14 @@ from dependency_injector import containers, providers
 
 from app.vectors import VectorIndex, VectorStore
 from app.vectors.pgvector import PgVectorStore
-from settings import FaissSettings, Settings
+from containers.declarations import Managed, ping_method
+from settings import FaissSettings, Settings, VectorsBackend
 
 __all__ = ["VectorsContainer", "describe_store", "pgvector_store", "vector_index"]
+
+# The index saves a full snapshot at stop, which for a large index takes a while.
+VECTORS_STOP_TIMEOUT_S = 120.0
+TIMEOUT_MARGIN_S = 5.0
 
 
 async def vector_index(
@@ -90,6 +95,19 @@ def describe_store(store: VectorStore) -> str:
     return type(store).__name__
 
 
+def _address(settings: Settings) -> str:
+    if settings.vector_backend is VectorsBackend.PGVECTOR:
+        return f"pgvector:{postgres_address(settings)} schema={settings.vectors.schema_name}"
+    return str(settings.faiss.index_path)
+
+
+def _start_timeout(settings: Settings) -> float:
+    if settings.vector_backend is VectorsBackend.PGVECTOR:
+        # After the pool is up: a few statements (extension, registry), each bounded by it.
+        return 2 * settings.postgres.command_timeout_s + TIMEOUT_MARGIN_S
+    return 30.0  # loading a snapshot
+
+
 class VectorsContainer(containers.DeclarativeContainer):
     """``index`` is the selected ``VectorStore``; override ``read_only`` with ``True`` for a
     reader that verifies and never writes (``python -m app check``)."""
@@ -102,3 +120,11 @@ class VectorsContainer(containers.DeclarativeContainer):
     pgvector = providers.Resource(pgvector_store, postgres, settings, read_only=read_only)
     # Keys are VectorsBackend values ("faiss", "pgvector"), as Settings.vector_backend gives.
     index = providers.Selector(settings.provided.vector_backend, faiss=faiss, pgvector=pgvector)
+    index_lifecycle = Managed(
+        "index",
+        name="vectors",
+        ping=ping_method,
+        address=_address,
+        start_timeout_s=_start_timeout,
+        stop_timeout_s=VECTORS_STOP_TIMEOUT_S,
+    )
