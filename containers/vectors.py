@@ -76,6 +76,7 @@ async def pgvector_store(
         ef_search=tuning.ef_search,
         filtered_ef_search=tuning.filtered_ef_search,
         exact_max_rows=tuning.exact_max_rows,
+        hnsw_build_memory_mb=tuning.hnsw_build_memory_mb,
         read_only=read_only,
     )
     try:

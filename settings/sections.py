@@ -196,7 +196,8 @@ class VectorsSettings(Section):
     in ``schema``; exact search below ``hnsw_min_rows`` rows, an HNSW index from there
     (``hnsw_m``, ``hnsw_ef_construction``; queries with ``ef_search``); filtered queries
     rank at most ``exact_max_rows`` matching rows exactly, more through the index's
-    ``filtered_ef_search`` nearest rows (exact again when those hold too few).
+    ``filtered_ef_search`` nearest rows (exact again when those hold too few); index builds
+    get ``hnsw_build_memory_mb`` of ``maintenance_work_mem``.
     """
 
     # "schema" would shadow BaseModel.schema: the field is schema_name, set as VECTORS__SCHEMA.
@@ -210,6 +211,7 @@ class VectorsSettings(Section):
     ef_search: int = Field(default=100, ge=1, le=1000)
     filtered_ef_search: int = Field(default=400, ge=1, le=1000)
     exact_max_rows: int = Field(default=2_000, ge=0)
+    hnsw_build_memory_mb: int = Field(default=512, ge=64, le=64 * 1024)
 
 
 class LogSettings(Section):

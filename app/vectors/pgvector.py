@@ -35,6 +35,7 @@ from pgvector import Vector
 
 from app.errors import (
     BackendClosedError,
+    InvalidIdentifierError,
     NotStartedError,
     ReadOnlyIndexError,
     VectorStoreUnavailableError,
@@ -47,9 +48,10 @@ from app.vectors.validation import (
     Batch,
     check_id,
     check_id_collection,
-    check_metadata,
+    check_ids,
     check_namespace,
     check_top_k,
+    encode_metadata,
     normalised_vector,
     prepare_batch,
     split_items,
@@ -65,12 +67,12 @@ log = structlog.get_logger(__name__)
 # How long the knowledge "this namespace has a valid HNSW index" is trusted before it is
 # read again (an index another instance built is used at most this late; exact until then).
 INDEX_STATE_TTL_S: Final = 2.0
-
-
-def _metadata_json(metadata: Mapping[str, Any] | None) -> str | None:
-    if metadata is None:
-        return None
-    return json.dumps(metadata, ensure_ascii=False, allow_nan=False, separators=(",", ":"))
+# How long a filtered query's path (exact or through the index), decided by counting the
+# matching rows, is reused for the same filter on the same namespace. Either path is exact
+# for its case and the index path falls back to the exact one, so a stale decision costs
+# time, never results; the count is paid once per filter and period, not per query.
+FILTER_PATH_TTL_S: Final = 30.0
+FILTER_PATHS_MAX: Final = 4096
 
 
 def _matches(rows: Iterable[asyncpg.Record]) -> list[VectorMatch]:
@@ -102,6 +104,7 @@ class PgVectorStore:
         ef_search: int = 100,
         filtered_ef_search: int = 400,
         exact_max_rows: int = 2_000,
+        hnsw_build_memory_mb: int = 512,
         read_only: bool = False,
     ) -> None:
         if isinstance(dimension, bool) or not isinstance(dimension, int) or dimension <= 0:
@@ -116,6 +119,9 @@ class PgVectorStore:
         self.ef_search = ef_search
         self.filtered_ef_search = filtered_ef_search
         self.exact_max_rows = exact_max_rows
+        self.hnsw_build_memory_mb = hnsw_build_memory_mb
+        # (table, filter) -> (True: rank the matching rows exactly, decided at)
+        self._filter_paths: dict[tuple[str, str], tuple[bool, float]] = {}
         self.read_only = bool(read_only)
         self._tables = Tables(schema, dimension)
         self.capabilities: Capabilities | None = None
@@ -266,9 +272,9 @@ class PgVectorStore:
         self._check_writable("upsert")
         check_namespace(namespace)
         checked_id = check_id(vector_id)
-        checked = check_metadata(metadata)
+        encoded = encode_metadata(metadata)
         unit = normalised_vector(vector, self.dimension)
-        await self._write(namespace, [checked_id], [Vector(unit)], [_metadata_json(checked)])
+        await self._write(namespace, [checked_id], [Vector(unit)], [encoded])
 
     async def upsert_many(self, namespace: str, items: Iterable[BatchItem]) -> None:
         """Upsert ``VectorRecord``, ``(id, vector)`` or ``(id, vector, metadata)`` items."""
@@ -285,10 +291,9 @@ class PgVectorStore:
     ) -> None:
         """Upsert a batch given as columns, validated whole, in one statement."""
         self._check_writable("upsert_arrays")
-        batch = self._prepare(namespace, ids, vectors, metadata)
+        batch, encoded = self._prepare(namespace, ids, vectors, metadata)
         if batch.ids:
             units = batch.vectors * batch.scale[:, None]
-            encoded = [_metadata_json(item) for item in batch.metadata]
             # Vector objects: asyncpg would take a bare ndarray in an array for a sub-array.
             await self._write(namespace, batch.ids, [Vector(row) for row in units], encoded)
 
@@ -298,10 +303,26 @@ class PgVectorStore:
         ids: Sequence[str],
         vectors: npt.ArrayLike | Sequence[npt.ArrayLike],
         metadata: Sequence[Mapping[str, Any] | None] | None,
-    ) -> Batch:
+    ) -> tuple[Batch, list[str | None]]:
+        """The validated batch (a repeated id: its last row) and each kept row's metadata as
+        JSON text. Metadata is checked and encoded once here (the batch carries none): the
+        store sends text, and a copy as dicts would cost two more JSON passes a row."""
         check_namespace(namespace)
         check_id_collection(ids)
-        return prepare_batch(ids, vectors, metadata, self.dimension)
+        if metadata is not None and len(metadata) != len(ids):
+            msg = f"metadata must have one entry per id ({len(ids)}), got {len(metadata)}"
+            raise InvalidIdentifierError(msg)
+        check_ids(ids)  # ids first, as prepare_batch does: errors name the first problem
+        encoded: list[str | None] = (
+            [None] * len(ids)
+            if metadata is None
+            else [encode_metadata(item, row=row) for row, item in enumerate(metadata)]
+        )
+        batch = prepare_batch(ids, vectors, None, self.dimension)
+        if len(batch.ids) != len(ids):  # repeated ids: keep the metadata of the rows kept
+            last = {vector_id: row for row, vector_id in enumerate(ids)}
+            encoded = [encoded[last[vector_id]] for vector_id in batch.ids]
+        return batch, encoded
 
     async def _write(
         self,
@@ -335,12 +356,9 @@ class PgVectorStore:
         leaves the index to the next write's background build.
         """
         self._check_writable("bulk_load")
-        batch = self._prepare(namespace, ids, vectors, metadata)
+        batch, encoded = self._prepare(namespace, ids, vectors, metadata)
         units = batch.vectors * batch.scale[:, None]
-        records = [
-            (vector_id, units[row], _metadata_json(batch.metadata[row]))
-            for row, vector_id in enumerate(batch.ids)
-        ]
+        records = list(zip(batch.ids, units, encoded, strict=True))
         columns = ["id", "embedding", "metadata"]
         async with self._pool.acquire() as connection:
             table_name = await self._table_for_write(connection, namespace)
@@ -399,6 +417,10 @@ class PgVectorStore:
                     return
                 if valid is not None:  # an interrupted CONCURRENTLY build left it invalid
                     await connection.execute(f"DROP INDEX {self._tables.table(index)}")
+                # A graph that does not fit is built on disk, many times slower (100k x 384
+                # needs about 200 MB); the pool's reset on release undoes this SET.
+                memory = int(self.hnsw_build_memory_mb)
+                await connection.execute(f"SET maintenance_work_mem = '{memory}MB'")
                 await connection.execute(
                     f"CREATE INDEX CONCURRENTLY {index} ON {table} USING hnsw "
                     f"(embedding vector_ip_ops) WITH (m = {int(self.hnsw_m)}, "
@@ -524,16 +546,33 @@ class PgVectorStore:
         """An indexed namespace, filtered: exact for few matches, through the index for many."""
         where, parameters = sql.filter_sql(clauses, 3)  # $1 the query, $2 k
         exact = sql.exact_sql(table, where, 2)
-        counted, _ = sql.filter_sql(clauses, 2)  # $1 the cap
-        count_sql = sql.bounded_count_sql(table, counted, 1)
-        matching = await connection.fetchval(count_sql, self.exact_max_rows + 1, *parameters)
-        if matching <= self.exact_max_rows:
+        key = (table, json.dumps(clauses, ensure_ascii=False))
+        few = self._known_path(key)
+        if few is None:
+            counted, _ = sql.filter_sql(clauses, 2)  # $1 the cap
+            count_sql = sql.bounded_count_sql(table, counted, 1)
+            cap = self.exact_max_rows + 1
+            few = await connection.fetchval(count_sql, cap, *parameters) <= self.exact_max_rows
+            self._remember_path(key, few)
+        if few:
             return _matches(await connection.fetch(exact, unit, k, *parameters))
         ef = max(self.filtered_ef_search, k)
         found = await self._hnsw(connection, table, where, parameters, unit, k, ef)
         if len(found) < k:  # the index's nearest rows held too few matches: rank them all
+            self._remember_path(key, True)
             return _matches(await connection.fetch(exact, unit, k, *parameters))
         return found
+
+    def _known_path(self, key: tuple[str, str]) -> bool | None:
+        known = self._filter_paths.get(key)
+        if known is None or time.monotonic() - known[1] > FILTER_PATH_TTL_S:
+            return None
+        return known[0]
+
+    def _remember_path(self, key: tuple[str, str], few: bool) -> None:
+        if len(self._filter_paths) >= FILTER_PATHS_MAX:
+            self._filter_paths.clear()  # rare; every decision is cheap to make again
+        self._filter_paths[key] = (few, time.monotonic())
 
     async def _hnsw(  # noqa: PLR0917
         self,

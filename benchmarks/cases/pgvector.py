@@ -58,14 +58,21 @@ LOAD_ROWS = 50_000
 UPSERT_ROWS = 1_000
 
 
-def generate(rows: int, dimension: int, seed: int) -> np.ndarray:
-    """Unit vectors with neighbourhoods, as embeddings have (see the module docstring)."""
+def generate(rows: int, dimension: int, seed: int, queries: int = 0) -> np.ndarray:
+    """Unit vectors with neighbourhoods, as embeddings have (see the module docstring).
+
+    With ``queries``, that many more vectors of the same distribution (same centres and
+    projection, drawn after the data) follow the ``rows`` data rows.
+    """
     rng = np.random.default_rng(seed)
     centres = rng.standard_normal((64, 32))
     latent = centres[rng.integers(0, 64, rows)] + 0.7 * rng.standard_normal((rows, 32))
-    vectors = latent @ rng.standard_normal((32, dimension)) + 0.3 * rng.standard_normal(
-        (rows, dimension)
-    )
+    projection = rng.standard_normal((32, dimension))
+    vectors = latent @ projection + 0.3 * rng.standard_normal((rows, dimension))
+    if queries:
+        extra = centres[rng.integers(0, 64, queries)] + 0.7 * rng.standard_normal((queries, 32))
+        noise = 0.3 * rng.standard_normal((queries, dimension))
+        vectors = np.vstack([vectors, extra @ projection + noise])
     vectors = vectors.astype(np.float32)
     vectors /= np.linalg.norm(vectors, axis=1, keepdims=True)
     return vectors
@@ -153,7 +160,7 @@ async def interleaved(
 async def queries_case(
     store: PgVectorStore, pool: asyncpg.Pool, data: np.ndarray, quick: bool
 ) -> list[Measurement]:
-    queries = generate(ROWS + 400, DIM, SEED)[ROWS:][: 60 if quick else 200]
+    queries = generate(ROWS, DIM, SEED, queries=60 if quick else 200)[ROWS:]
     async with pool.acquire() as connection:
         table_name = await store._table_name(connection, NAMESPACE)
     assert table_name is not None
