@@ -208,7 +208,7 @@ class VectorsSettings(Section):
     hnsw_min_rows: int = Field(default=20_000, ge=1)
     hnsw_m: int = Field(default=16, ge=2, le=100)
     hnsw_ef_construction: int = Field(default=64, ge=4, le=1000)
-    ef_search: int = Field(default=100, ge=1, le=1000)
+    ef_search: int = Field(default=200, ge=1, le=1000)
     filtered_ef_search: int = Field(default=400, ge=1, le=1000)
     exact_max_rows: int = Field(default=2_000, ge=0)
     hnsw_build_memory_mb: int = Field(default=512, ge=64, le=64 * 1024)

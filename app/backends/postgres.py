@@ -31,11 +31,17 @@ def pool_options(settings: PostgresSettings) -> dict[str, Any]:
 
 @asynccontextmanager
 async def _pool(
-    dsn: str, settings: PostgresSettings, *, pgvector: bool
+    dsn: str, settings: PostgresSettings, *, ef_search: int | None
 ) -> AsyncIterator[asyncpg.Pool]:
-    # The pgvector store needs pgvector's codec on every connection the pool makes.
-    init = init_connection if pgvector else None
-    pool = await asyncpg.create_pool(dsn, init=init, **pool_options(settings))
+    options = pool_options(settings)
+    init = None
+    if ef_search is not None:
+        # The pgvector store needs pgvector's codec on every connection the pool makes, and
+        # its ef_search as the session's default (RESET ALL at release keeps it), so that an
+        # unfiltered indexed query is one statement, without SET LOCAL in a transaction.
+        init = init_connection
+        options["server_settings"]["hnsw.ef_search"] = str(ef_search)
+    pool = await asyncpg.create_pool(dsn, init=init, **options)
     try:
         yield pool
     finally:
@@ -52,16 +58,17 @@ async def postgres_pool(settings: Settings) -> AsyncIterator[asyncpg.Pool]:
     With ``VECTORS__BACKEND`` selecting pgvector, each new connection registers its codec.
     """
     pgvector = settings.vector_backend is VectorsBackend.PGVECTOR
+    ef_search = settings.vectors.ef_search if pgvector else None
     if settings.embedded_postgres:
         pgdata = settings.data_dir / "postgres"
         async with (
             embedded_postgres(pgdata, settings.postgres.database) as uri,
-            _pool(uri, settings.postgres, pgvector=pgvector) as pool,
+            _pool(uri, settings.postgres, ef_search=ef_search) as pool,
         ):
             yield pool
         return
     dsn = settings.postgres.connection_dsn().get_secret_value()
-    async with _pool(dsn, settings.postgres, pgvector=pgvector) as pool:
+    async with _pool(dsn, settings.postgres, ef_search=ef_search) as pool:
         yield pool
 
 

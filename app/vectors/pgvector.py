@@ -2,21 +2,24 @@
 
 Every instance of the service talks to the same tables, so a write one instance has
 acknowledged is committed, and a query through any other instance sees it at once (V10).
-Nothing is kept on local disk; ``save()``/``load()`` are cheap (``load()`` re-checks the
-registry). The pool is the container's Postgres pool, whose connections must carry
-pgvector's codec: create it with ``init=init_connection`` (``app.backends.postgres_pool``
-does when ``VECTORS__BACKEND`` selects pgvector).
+Nothing is kept on local disk; ``save()`` and ``load()`` cost nothing (``load()`` drops
+cached table names). The pool is the container's Postgres pool, whose connections must
+carry pgvector's codec: create it with ``init=init_connection`` (``app.backends.
+postgres_pool`` does when ``VECTORS__BACKEND`` selects pgvector).
 
 Search is exact below ``hnsw_min_rows`` rows per namespace. A namespace that reaches it
 gets an HNSW index (``vector_ip_ops``; built in the background after an upsert, before
-``bulk_load`` returns), used for unfiltered queries with ``hnsw.ef_search = ef_search``
-set per transaction. Filtered queries stay exact pre-filters (V11) whatever the
-selectivity: with an index, the store first counts the matching rows up to
-``exact_max_rows`` (the GIN index on metadata finds them); at most that many are ranked
-exactly in a ``MATERIALIZED`` CTE; more are searched through the index's
-``filtered_ef_search`` nearest rows, and if fewer than ``top_k`` of those match, exactly
-again. The path is never left to the planner: at 1 % selectivity it chose the HNSW index
-and returned 0.44 rows of 10.
+``bulk_load`` returns), used for unfiltered queries with ``hnsw.ef_search = ef_search``:
+one statement when the pool's connections have that as their default (the container's
+pool starts them with it), else ``SET LOCAL`` in a read-only transaction.
+
+Filtered queries stay exact pre-filters (V11) whatever the selectivity. With an index,
+the store counts the matching rows up to ``exact_max_rows`` (the GIN index on metadata
+finds them): at most that many are ranked exactly in a ``MATERIALIZED`` CTE; more are
+searched through the index's ``filtered_ef_search`` nearest rows, and if fewer than
+``top_k`` of those match, exactly again. The decision is kept for ``FILTER_PATH_TTL_S``
+per namespace and filter. The path is never left to the planner: at 1 % selectivity it
+chose the HNSW index and returned 0.44 rows of 10.
 """
 
 from __future__ import annotations
@@ -101,7 +104,7 @@ class PgVectorStore:
         hnsw_min_rows: int = 20_000,
         hnsw_m: int = 16,
         hnsw_ef_construction: int = 64,
-        ef_search: int = 100,
+        ef_search: int = 200,
         filtered_ef_search: int = 400,
         exact_max_rows: int = 2_000,
         hnsw_build_memory_mb: int = 512,
@@ -129,6 +132,7 @@ class PgVectorStore:
         self._indexed: dict[str, tuple[bool, float]] = {}  # table -> (valid index, read at)
         self._rows: dict[str, int] = {}  # table -> rows at the last count + rows written since
         self._builds: dict[str, asyncio.Task[None]] = {}
+        self._session_ef_search: int | None = None  # the pool's connections' default
         self._opened = False
         self._closed = False
 
@@ -166,6 +170,9 @@ class PgVectorStore:
             # Connections made before the extension existed have no vector codec.
             await self._pool.expire_connections()
         await self._check_codec()
+        async with self._pool.acquire() as connection:
+            session = await connection.fetchval("SELECT current_setting('hnsw.ef_search', true)")
+        self._session_ef_search = int(session) if session and session.isdigit() else None
         self._opened = True
         log.info(
             "vectors.pgvector_opened",
@@ -360,12 +367,14 @@ class PgVectorStore:
         units = batch.vectors * batch.scale[:, None]
         records = list(zip(batch.ids, units, encoded, strict=True))
         columns = ["id", "embedding", "metadata"]
+        loaded: int | None = None  # the namespace's size, when it was empty before
         async with self._pool.acquire() as connection:
             table_name = await self._table_for_write(connection, namespace)
             table, schema_name = self._tables.table(table_name), self._tables.schema
             async with connection.transaction():
                 empty = not await connection.fetchval(f"SELECT EXISTS (SELECT 1 FROM {table})")
                 if empty:
+                    loaded = len(records)
                     index = self._tables.index_name(table_name)
                     await connection.execute(f"DROP INDEX IF EXISTS {self._tables.table(index)}")
                     await connection.copy_records_to_table(
@@ -383,11 +392,12 @@ class PgVectorStore:
                         "UPDATE SET embedding = EXCLUDED.embedding, metadata = EXCLUDED.metadata"
                     )
             self._indexed.pop(table_name, None)
-        if build_index:
-            if await self._count_table(table_name) >= self.hnsw_min_rows:
-                await self._build(table_name)
-        else:
-            await self._after_write(table_name, len(records))
+        size = loaded if loaded is not None else await self._count_table(table_name)
+        self._rows[table_name] = size
+        if build_index and size >= self.hnsw_min_rows:
+            await self._build(table_name)
+        elif not build_index:
+            await self._after_write(table_name, 0)
 
     async def build_index(self, namespace: str) -> None:
         """Build the namespace's HNSW index now (``CREATE INDEX CONCURRENTLY``), if missing."""
@@ -588,6 +598,10 @@ class PgVectorStore:
         query = sql.hnsw_sql(table, where, 2 + len(parameters) + 1, 2)
         # Unfiltered, the index's first k rows are the answer: fetch no more than those.
         candidates = k if where is None else ef
+        if ef == self._session_ef_search:
+            # The connection's own default (the container's pool starts its connections
+            # with it; the pool's reset at release restores it): one statement.
+            return _matches(await connection.fetch(query, unit, k, *parameters, candidates))
         # Two statements in one simple-protocol round trip open the transaction and set
         # ef_search for it alone; COMMIT (or ROLLBACK on error) ends it.
         await connection.execute(f"BEGIN READ ONLY; SET LOCAL hnsw.ef_search = {int(ef)}")

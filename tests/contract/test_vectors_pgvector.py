@@ -128,15 +128,26 @@ async def test_v12_both_stores_give_the_same_ids_and_scores(
         await faiss.close()
 
 
+@pytest.mark.parametrize("session_ef_search", [None, 50])
 async def test_v13_search_is_exact_below_the_threshold_and_indexed_above(
-    pgvector_uri: str, schema: str
+    pgvector_uri: str, schema: str, session_ef_search: int | None
 ) -> None:
     """V13: no HNSW index below hnsw_min_rows; upserts that cross it build one in the
-    background, after which unfiltered queries keep recall@10 >= 0.9 on this small data."""
+    background, after which unfiltered queries keep recall@10 >= 0.9 on this small data,
+    with ef_search set per transaction (pgvector's default is 40) or as the pool
+    connections' default (50)."""
     rng = np.random.default_rng(13)
     data = rng.standard_normal((ROWS, DIM))
     ids = [f"v{i}" for i in range(ROWS)]
-    async with pgvector_store(pgvector_uri, schema, DIM, hnsw_min_rows=ROWS) as store:
+    async with pgvector_store(
+        pgvector_uri,
+        schema,
+        DIM,
+        session_ef_search=session_ef_search,
+        hnsw_min_rows=ROWS,
+        ef_search=50,
+    ) as store:
+        assert (store._session_ef_search == 50) is (session_ef_search is not None)
         await store.upsert_arrays("ns", ids[:-1], data[:-1])
         assert await index_names(pgvector_uri, schema) == []
         await store.upsert("ns", ids[-1], data[-1])

@@ -24,9 +24,13 @@ STORE_KINDS = ["faiss", "faiss-pool", "pgvector", "fake"]
 
 
 @asynccontextmanager
-async def pgvector_pool(uri: str) -> AsyncIterator[asyncpg.Pool]:
-    """A small pool whose connections carry pgvector's codec."""
-    pool = await asyncpg.create_pool(uri, init=init_connection, min_size=1, max_size=4)
+async def pgvector_pool(uri: str, ef_search: int | None = None) -> AsyncIterator[asyncpg.Pool]:
+    """A small pool whose connections carry pgvector's codec (and, given ``ef_search``,
+    that as their default, as the container's pool does)."""
+    settings = {} if ef_search is None else {"hnsw.ef_search": str(ef_search)}
+    pool = await asyncpg.create_pool(
+        uri, init=init_connection, min_size=1, max_size=4, server_settings=settings
+    )
     try:
         yield pool
     finally:
@@ -43,10 +47,15 @@ async def drop_schema(uri: str, schema: str) -> None:
 
 @asynccontextmanager
 async def pgvector_store(
-    uri: str, schema: str, dimension: int, **options: Any
+    uri: str,
+    schema: str,
+    dimension: int,
+    *,
+    session_ef_search: int | None = None,
+    **options: Any,
 ) -> AsyncIterator[PgVectorStore]:
     """An open ``PgVectorStore`` in ``schema`` (its own pool); the schema stays afterwards."""
-    async with pgvector_pool(uri) as pool:
+    async with pgvector_pool(uri, session_ef_search) as pool:
         store = PgVectorStore(pool, dimension, schema=schema, **options)
         await store.open()
         try:
