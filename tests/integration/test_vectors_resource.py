@@ -78,6 +78,7 @@ async def test_read_only_resource_loads_and_never_saves(tmp_path: Path) -> None:
     container.vector_layer.read_only.override(providers.Object(True))
     async with build_lifecycle(container):
         index = await get_vectors(container)
+        assert isinstance(index, VectorIndex)
         assert index.read_only
         assert await index.count("docs") == 1
         with pytest.raises(ReadOnlyIndexError, match="read_only=True"):
