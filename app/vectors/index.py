@@ -16,9 +16,11 @@ Unfiltered queries of namespaces of more than ``BATCH_MIN_CELLS`` cells from con
 callers are answered together in one matrix product (``batching.py``); a lone query is a
 batch of one.
 
-``save()`` and ``load()`` run one at a time, take every namespace lock only to copy or
-swap the state, and do the disk work outside the locks (``snapshot.py``,
-``snapshot_reader.py``). The first ``save()`` or ``load()`` takes the directory's writer
+``save()`` and ``load()`` run one at a time. ``save()`` holds every namespace lock while
+the snapshot's bytes are written from the live rows (into the page cache, checksummed),
+then releases them for the fsyncs and the switch; ``load()`` reads and verifies outside
+the locks and takes them only to swap the state (``snapshot.py``, ``snapshot_reader.py``).
+The first ``save()`` or ``load()`` takes the directory's writer
 lock (``IndexLockedError`` if another process holds it); ``close()`` waits for calls in
 flight and releases it.
 
@@ -76,6 +78,19 @@ _FILTER_CELLS_PER_ROW: Final = 256
 # A batch upsert costs about 16 scanned floats per float it brings (checks, norms, copies,
 # ids): 10k x 1536 took 23.5 ms, a scan of 20k x 1536 about 3 ms.
 _UPSERT_CELLS_PER_FLOAT: Final = 16
+
+
+async def _wait_uncancelled(*futures: asyncio.Future[Any]) -> None:
+    """Wait until one of ``futures`` is done, even if cancelled meanwhile (then re-raise):
+    a save must keep the namespace locks while its worker still reads the live rows."""
+    cancelled = False
+    while not any(future.done() for future in futures):
+        try:
+            await asyncio.wait(futures, return_when=asyncio.FIRST_COMPLETED)
+        except asyncio.CancelledError:
+            cancelled = True
+    if cancelled:
+        raise asyncio.CancelledError
 
 
 def _init_worker(omp_threads: int) -> None:
@@ -347,24 +362,42 @@ class VectorIndex:
             # matter more), and its own prune removes them again.
             log.exception("vectors.prune_failed", path=str(self.index_path))
         await loop.run_in_executor(self._executor, self._writer.acquire)
-        async with self._lock.exclusive():
-            generation = self._generation
-            # Listed on the loop while every namespace lock is held (each store has one): the
-            # worker copies exactly these, unchanged until it is done. Namespaces created
-            # meanwhile get free locks and are left out of this snapshot.
-            stores = [(name, store) for name, store in self._stores.items() if len(store)]
-            data = await loop.run_in_executor(self._executor, self._copy_state, stores)
         mutex = self._writer.save_mutex()
+        in_files: asyncio.Future[None] = loop.create_future()
 
-        def write() -> snapshot.Written:
+        def mark_in_files() -> None:
+            if not in_files.done():
+                in_files.set_result(None)
+
+        def data_written() -> None:  # on a snapshot thread
+            loop.call_soon_threadsafe(mark_in_files)
+
+        def write(stores: list[tuple[str, NamespaceStore]]) -> snapshot.Written:
+            # The live rows, not a copy: every namespace lock is held until data_written().
+            data = {
+                name: snapshot.NamespaceData(store.vectors(), store.ids, store.metadata())
+                for name, store in stores
+            }
             with mutex:
-                return snapshot.write_snapshot(self.index_path, self.dimension, data)
+                return snapshot.write_snapshot(
+                    self.index_path, self.dimension, data, on_data_written=data_written
+                )
 
         def prune(written: snapshot.Written) -> None:
             with mutex:
                 snapshot.prune(self.index_path, written)
 
-        written = await loop.run_in_executor(self._executor, write)
+        async with self._lock.exclusive():
+            generation = self._generation
+            # Listed on the loop while every namespace lock is held (each store has one): the
+            # worker writes exactly these, unchanged until their bytes are in the files. Then
+            # the locks go, and the fsyncs and the switch run while writers carry on (copying
+            # the rows first took as long as writing them, and delayed every save by that).
+            # Namespaces created meanwhile get free locks and are left out of this snapshot.
+            stores = [(name, store) for name, store in self._stores.items() if len(store)]
+            writing = loop.run_in_executor(self._executor, write, stores)
+            await _wait_uncancelled(in_files, writing)
+        written = await writing
         self._saved_generation = generation
         self._pruning = loop.run_in_executor(self._executor, prune, written)
 
@@ -372,17 +405,6 @@ class VectorIndex:
         pruning, self._pruning = self._pruning, None
         if pruning is not None:
             await pruning
-
-    @staticmethod
-    def _copy_state(
-        stores: list[tuple[str, NamespaceStore]],
-    ) -> dict[str, snapshot.NamespaceData]:
-        return {
-            name: snapshot.NamespaceData(
-                snapshot.copy_matrix(store.vectors()), store.ids, store.metadata()
-            )
-            for name, store in stores
-        }
 
     async def load(self) -> None:
         """Replace the contents with the current snapshot (none on disk: empty index).

@@ -312,7 +312,9 @@ def _files(target: Path, data: dict[str, NamespaceData]) -> list[_File]:
     return files
 
 
-def _write_files(files: list[_File], fds: list[int]) -> list[dict[str, Any]]:
+def _write_files(
+    files: list[_File], fds: list[int], on_data_written: Callable[[], None] | None = None
+) -> list[dict[str, Any]]:
     """Write, checksum and fsync ``files``, several at a time; their manifest entries, in order.
 
     Each worker writes a file, hands its fsync to the syncer thread, then checksums the
@@ -350,16 +352,29 @@ def _write_files(files: list[_File], fds: list[int]) -> list[dict[str, Any]]:
         ThreadPoolExecutor(1, thread_name_prefix="vectors-fsync") as syncer,
     ):
         written = [workers.submit(write, file, syncer) for file in files]
+        results = [future.result() for future in written]  # written and checksummed
+        if on_data_written is not None:
+            on_data_written()  # the data's memory is not read again: its owner may change it
         entries = []
-        for future in written:
-            entry, synced = future.result()
+        for entry, synced in results:
             synced.result()
             entries.append(entry)
     return entries
 
 
-def write_snapshot(directory: Path, dimension: int, data: dict[str, NamespaceData]) -> Written:
-    """Write ``data`` as a new snapshot and switch ``CURRENT`` to it (``prune`` comes after)."""
+def write_snapshot(
+    directory: Path,
+    dimension: int,
+    data: dict[str, NamespaceData],
+    *,
+    on_data_written: Callable[[], None] | None = None,
+) -> Written:
+    """Write ``data`` as a new snapshot and switch ``CURRENT`` to it (``prune`` comes after).
+
+    ``on_data_written`` is called once every file's bytes are written and checksummed,
+    before the fsyncs: ``data``'s arrays are not read after that, so a caller that passed
+    live arrays (not copies) may let writers change them from then on.
+    """
     directory.mkdir(parents=True, exist_ok=True)
     previous = read_pointer(directory)  # raises when CURRENT is missing beside snapshots
     if previous is None:  # a new directory: record "no snapshot yet" before making one
@@ -374,7 +389,7 @@ def write_snapshot(directory: Path, dimension: int, data: dict[str, NamespaceDat
     }
     fds: list[int] = []
     try:
-        for file, entry in zip(files, _write_files(files, fds), strict=True):
+        for file, entry in zip(files, _write_files(files, fds, on_data_written), strict=True):
             if file.rows is None:
                 namespaces[file.namespace]["records"] = entry
             else:

@@ -113,7 +113,7 @@ async def prepare(pool: asyncpg.Pool, data: np.ndarray) -> tuple[PgVectorStore, 
             for record, i in zip(records, sample, strict=True)
         )
         async with pool.acquire() as connection:
-            indexed = await store._index_ready(connection, store._table_names[NAMESPACE])
+            indexed = await store._indexes.ready(connection, store._table_names[NAMESPACE])
         if same and indexed:
             return store, None
     await store.close()

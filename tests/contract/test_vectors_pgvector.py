@@ -147,12 +147,12 @@ async def test_v13_search_is_exact_below_the_threshold_and_indexed_above(
         hnsw_min_rows=ROWS,
         ef_search=50,
     ) as store:
-        assert (store._session_ef_search == 50) is (session_ef_search is not None)
+        assert (store._search.session_ef_search == 50) is (session_ef_search is not None)
         await store.upsert_arrays("ns", ids[:-1], data[:-1])
         assert await index_names(pgvector_uri, schema) == []
         await store.upsert("ns", ids[-1], data[-1])
         # The build runs in the background: wait for the store's own build task.
-        await asyncio.gather(*store._builds.values())
+        await asyncio.gather(*store._indexes.builds.values())
         assert len(await index_names(pgvector_uri, schema)) == 1
         hits = 0
         queries = rng.standard_normal((20, DIM))

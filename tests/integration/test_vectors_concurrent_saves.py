@@ -1,4 +1,4 @@
-"""Saves that overlap other work: two indexes on one directory, writes during the copy."""
+"""Saves that overlap other work: two indexes on one directory, writes during a save."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ import asyncio
 import os
 import resource
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -15,7 +15,6 @@ from structlog.testing import capture_logs
 
 from app.vectors import VectorIndex, snapshot
 from app.vectors.snapshot_reader import read_snapshot
-from app.vectors.validation import Matrix
 
 DIM = 8
 
@@ -61,29 +60,30 @@ async def test_interleaved_saves_of_two_indexes_leave_current_loadable(tmp_path:
     assert await loaded_namespaces(tmp_path) == {"ns": 6}
 
 
-# Writes while save() copies the state ---------------------------------------------------
+# Writes while save() writes the state ---------------------------------------------------
 
 
 @pytest.fixture
 def paused_copy(monkeypatch: pytest.MonkeyPatch) -> tuple[threading.Event, threading.Event]:
-    """Make save()'s first matrix copy signal ``copying`` and wait for ``proceed``."""
+    """Make save()'s first file write signal ``copying`` and wait for ``proceed``: save()
+    writes the live rows while it holds every namespace lock (no copy is made)."""
     copying, proceed = threading.Event(), threading.Event()
-    original: Callable[[Matrix], Matrix] = snapshot.copy_matrix
+    original = snapshot._write
 
-    def paused(matrix: Matrix) -> Matrix:
+    def paused(path: Path, parts: list[bytes | memoryview], fds: list[int]) -> tuple[int, int]:
         if not copying.is_set():
             copying.set()
             assert proceed.wait(timeout=30)
-        return original(matrix)
+        return original(path, parts, fds)
 
-    monkeypatch.setattr(snapshot, "copy_matrix", paused)
+    monkeypatch.setattr(snapshot, "_write", paused)
     return copying, proceed
 
 
 async def test_namespaces_created_during_the_copy_are_left_out_of_the_snapshot(
     tmp_path: Path, paused_copy: tuple[threading.Event, threading.Event]
 ) -> None:
-    """New namespaces created while save() copies neither break the save nor enter it."""
+    """New namespaces created while save() writes neither break the save nor enter it."""
     copying, proceed = paused_copy
     index = VectorIndex(tmp_path, DIM, threads=2)
     try:
@@ -106,7 +106,7 @@ async def test_namespaces_created_during_the_copy_are_left_out_of_the_snapshot(
 async def test_a_loaded_namespace_is_not_changed_while_save_copies_it(
     tmp_path: Path, paused_copy: tuple[threading.Event, threading.Event]
 ) -> None:
-    """An upsert into a namespace that came from load() waits until save() has copied it."""
+    """An upsert into a namespace that came from load() waits until save() has written it."""
     copying, proceed = paused_copy
     writer = VectorIndex(tmp_path, DIM)
     try:
@@ -125,7 +125,7 @@ async def test_a_loaded_namespace_is_not_changed_while_save_copies_it(
         upserting = asyncio.create_task(index.upsert("ns", "late", np.ones(DIM)))
         for _ in range(3):
             await asyncio.sleep(0)
-        assert not upserting.done()  # it waits for the namespace lock the copy holds
+        assert not upserting.done()  # it waits for the namespace lock the save holds
         proceed.set()
         await saving
         await upserting
@@ -133,7 +133,7 @@ async def test_a_loaded_namespace_is_not_changed_while_save_copies_it(
     finally:
         proceed.set()
         await index.close()
-    assert await loaded_namespaces(tmp_path) == {"ns": 2}  # the snapshot is of the copy
+    assert await loaded_namespaces(tmp_path) == {"ns": 2}  # the rows as they were at save()
 
 
 # Many namespaces ----------------------------------------------------------------------
