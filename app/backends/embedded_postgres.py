@@ -22,7 +22,7 @@ from typing import Any
 import asyncpg
 import structlog
 
-from app.errors import LifecycleError
+from app.errors import EmbeddedPostgresError
 
 __all__ = ["embedded_postgres"]
 
@@ -31,10 +31,6 @@ log = structlog.get_logger(__name__)
 START_ATTEMPTS = 2
 ORPHAN_STOP_TIMEOUT_S = 10.0
 RETRY_PAUSE_S = 0.5
-
-
-class EmbeddedPostgresError(LifecycleError):
-    """The embedded Postgres failed to start (after a retry) or to stop."""
 
 
 _users: dict[Path, int] = {}

@@ -11,6 +11,8 @@ from typing import TYPE_CHECKING
 
 from app.errors import (
     BusClosedError,
+    EventArgumentError,
+    EventArgumentTypeError,
     EventBusError,
     EventSerializationError,
     EventTooLargeError,
@@ -34,6 +36,8 @@ __all__ = [
     "BusStats",
     "DataEvent",
     "DeadLetter",
+    "EventArgumentError",
+    "EventArgumentTypeError",
     "EventBus",
     "EventBusError",
     "EventSerializationError",

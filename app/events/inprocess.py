@@ -14,7 +14,7 @@ from typing import Any, Final
 
 import structlog
 
-from app.errors import BusClosedError
+from app.errors import BusClosedError, EventArgumentError
 from app.events.codec import DEFAULT_MAX_EVENT_BYTES, handler_copy_item, prepare
 from app.events.dispatch import HIGH_WATER, Dispatcher, in_worker
 from app.events.model import DataEvent
@@ -58,7 +58,9 @@ class InProcessEventBus:
         self._handler_timeout_s = positive_seconds("handler_timeout_s", handler_timeout_s)
         self._retry_backoff_s = positive_seconds("retry_backoff_s", retry_backoff_s)
         if type(max_event_bytes) is not int or max_event_bytes < 1:
-            raise ValueError(f"max_event_bytes must be an int >= 1, got {max_event_bytes!r}")
+            raise EventArgumentError(
+                f"max_event_bytes must be an int >= 1, got {max_event_bytes!r}"
+            )
         self._max_event_bytes = max_event_bytes
         self.stats = BusStats()
         self.dead_letters: deque[DeadLetter] = deque(maxlen=DEAD_LETTERS_KEPT)

@@ -30,7 +30,7 @@ from aio_pika.abc import (
     AbstractRobustQueue,
 )
 
-from app.errors import BusClosedError, PublishError
+from app.errors import BusClosedError, EventArgumentError, PublishError
 from app.events.codec import decode
 from app.events.dispatch import Dispatcher
 from app.events.model import DataEvent
@@ -52,7 +52,7 @@ def queue_name(exchange: str, instance_id: str, subscription: Subscription) -> s
         digest = hashlib.sha256("\n".join(subscription.patterns).encode("utf-8"))
         name = f"{exchange}.{subscription.group}.{digest.hexdigest()[:16]}"
     if len(name.encode("utf-8")) > MAX_NAME_BYTES:
-        raise ValueError(
+        raise EventArgumentError(
             f"queue name {name!r} would exceed {MAX_NAME_BYTES} bytes; "
             "use a shorter group or exchange name"
         )

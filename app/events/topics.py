@@ -17,6 +17,8 @@ from collections.abc import Callable
 from functools import lru_cache
 from typing import Final
 
+from app.errors import EventArgumentError, EventArgumentTypeError
+
 __all__ = [
     "MAX_TOPIC_BYTES",
     "TopicMatcher",
@@ -32,11 +34,11 @@ _FORBIDDEN_IN_WORD: Final = frozenset("*#")
 def validate_pattern(pattern: object) -> str:
     """Return ``pattern`` if it is a valid topic pattern; else ``ValueError``/``TypeError``."""
     if not isinstance(pattern, str):
-        raise TypeError(f"pattern must be a str, got {type(pattern).__name__}")
+        raise EventArgumentTypeError(f"pattern must be a str, got {type(pattern).__name__}")
     if not pattern:
-        raise ValueError("pattern must not be empty; use '#' to match every event type")
+        raise EventArgumentError("pattern must not be empty; use '#' to match every event type")
     if len(pattern.encode("utf-8")) > MAX_TOPIC_BYTES:
-        raise ValueError(
+        raise EventArgumentError(
             f"pattern must be at most {MAX_TOPIC_BYTES} UTF-8 bytes, "
             f"got {len(pattern.encode('utf-8'))}"
         )
@@ -44,9 +46,11 @@ def validate_pattern(pattern: object) -> str:
         if word in {"*", "#"}:
             continue
         if not word:
-            raise ValueError(f"pattern {pattern!r} has an empty word (two dots or an edge dot)")
+            raise EventArgumentError(
+                f"pattern {pattern!r} has an empty word (two dots or an edge dot)"
+            )
         if _FORBIDDEN_IN_WORD & set(word):
-            raise ValueError(
+            raise EventArgumentError(
                 f"pattern {pattern!r} has the word {word!r}: '*' and '#' must stand alone"
             )
     return pattern
@@ -92,7 +96,7 @@ class TopicMatcher:
 
     def __init__(self, patterns: tuple[str, ...]) -> None:
         if not patterns:
-            raise ValueError("a subscription needs at least one pattern, got none")
+            raise EventArgumentError("a subscription needs at least one pattern, got none")
         self.patterns = patterns
         self._predicates = tuple(compile_pattern(pattern) for pattern in patterns)
 

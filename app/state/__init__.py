@@ -8,7 +8,12 @@ Both refuse durations over :data:`MAX_DURATION_SECONDS` and rate limits over :da
 
 from __future__ import annotations
 
-from app.errors import StateBackendError, StateBackendUnavailableError
+from app.errors import (
+    StateArgumentError,
+    StateArgumentTypeError,
+    StateBackendError,
+    StateBackendUnavailableError,
+)
 from app.state.memory import InMemoryStateBackend
 from app.state.protocol import StateBackend, Vector
 from app.state.redis import RedisStateBackend
@@ -19,6 +24,8 @@ __all__ = [
     "MAX_LIMIT",
     "InMemoryStateBackend",
     "RedisStateBackend",
+    "StateArgumentError",
+    "StateArgumentTypeError",
     "StateBackend",
     "StateBackendError",
     "StateBackendUnavailableError",

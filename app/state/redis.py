@@ -23,7 +23,13 @@ from redis.exceptions import ClusterDownError, OutOfMemoryError, ReadOnlyError, 
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
-from app.errors import BackendClosedError, StateBackendError, StateBackendUnavailableError
+from app.errors import (
+    BackendClosedError,
+    StateArgumentError,
+    StateArgumentTypeError,
+    StateBackendError,
+    StateBackendUnavailableError,
+)
 from app.redis_ping import ping_shared
 from app.state import codec
 from app.state.protocol import Vector
@@ -80,9 +86,11 @@ class RedisStateBackend:
         max_value_bytes: int = DEFAULT_MAX_VALUE_BYTES,
     ) -> None:
         if not isinstance(redis, Redis):
-            raise TypeError(f"redis must be a redis.asyncio.Redis client, got {show(redis)}")
+            raise StateArgumentTypeError(
+                f"redis must be a redis.asyncio.Redis client, got {show(redis)}"
+            )
         if redis.connection_pool.connection_kwargs.get("decode_responses"):
-            raise ValueError(
+            raise StateArgumentError(
                 "redis must be created with decode_responses=False: cached embeddings are"
                 " binary; got a client with decode_responses=True"
             )
@@ -306,11 +314,11 @@ class RedisStateBackend:
             # neither can be about them (see increment.lua). Anything else is Redis refusing.
             reply = str(exc)
             if "not an integer or out of range" in reply:
-                raise TypeError(
+                raise StateArgumentTypeError(
                     f"value under key {key!r} must be a signed 64-bit int to increment: {reply}"
                 ) from exc
             if "increment or decrement would overflow" in reply:
-                raise ValueError(
+                raise StateArgumentError(
                     f"increment of key {key!r} by {amount} would overflow a signed 64-bit int"
                 ) from exc
             raise self._refused(f"script {script.name}", exc) from exc

@@ -19,9 +19,18 @@ from app.errors import (
     BackendNotConfiguredError,
     BusClosedError,
     DataLayerError,
+    DimensionMismatchError,
+    EventArgumentError,
+    EventArgumentTypeError,
+    EventSerializationError,
     EventTooLargeError,
+    InvalidIdentifierError,
+    InvalidQueryError,
+    InvalidVectorError,
     NotStartedError,
     PublishError,
+    StateArgumentError,
+    StateArgumentTypeError,
     StateBackendUnavailableError,
 )
 
@@ -83,11 +92,20 @@ STATUS_BY_ERROR: tuple[tuple[type[BaseException], int, str], ...] = (
     (PublishError, 503, "publish_failed"),
     (StateBackendUnavailableError, 503, "state_unavailable"),
     (EventTooLargeError, 413, "too_large"),
-    (ValueError, 422, "invalid_input"),
-    (TypeError, 422, "invalid_input"),
+    # The caller's arguments: the typed argument errors of the tree (app/errors.py).
+    (StateArgumentError, 422, "invalid_input"),
+    (StateArgumentTypeError, 422, "invalid_input"),
+    (EventArgumentError, 422, "invalid_input"),
+    (EventArgumentTypeError, 422, "invalid_input"),
+    (EventSerializationError, 422, "invalid_input"),
+    (DimensionMismatchError, 422, "invalid_input"),
+    (InvalidVectorError, 422, "invalid_input"),
+    (InvalidIdentifierError, 422, "invalid_input"),
+    (InvalidQueryError, 422, "invalid_input"),
 )
-# A plain ValueError (the state backends' argument checks) is a 422 too; a plain TypeError is
-# not: outside our typed errors it means a bug, and is a 500.
+# A plain ValueError or TypeError is not in the table: outside our typed errors it means a
+# bug (or a library refusing what we passed it), so ApiGuard answers it with a 500 whose
+# message is the fixed public one; its text, which may name internals, goes to the log.
 
 # Codes of the HTTP errors raised by Starlette, FastAPI and the guard (others: http_<status>).
 CODE_BY_STATUS: dict[int, str] = {404: "not_found", 413: "too_large"}
@@ -161,10 +179,6 @@ def install_error_handlers(app: FastAPI, routers: Sequence[APIRouter]) -> None:
             return error_response(status, code, str(exc), _request_id(request))
         log.error("api.backend_error", code=code, error=f"{type(exc).__name__}: {exc}")
         return error_response(status, code, PUBLIC_MESSAGES[code], _request_id(request))
-
-    @app.exception_handler(ValueError)
-    async def invalid_input(request: Request, exc: ValueError) -> JSONResponse:
-        return error_response(422, "invalid_input", str(exc), _request_id(request))
 
 
 def _message(error: Mapping[str, Any]) -> str:
