@@ -73,11 +73,15 @@ class SubscriptionRegistry(Generic[T]):
         ]
 
     def route(self, event_type: str) -> tuple[Dispatcher[T], ...]:
-        """The dispatchers whose subscription matches ``event_type`` (cached per type)."""
+        """The dispatchers of the subscriptions without a group that match ``event_type``
+        (cached per type). A grouped one gets its events through its group: in-process
+        from ``groups``, with RabbitMQ from the group's queue."""
         routes = self.routes.get(event_type)
         if routes is None:
             routes = tuple(
-                dispatcher for sub, dispatcher in self._entries.items() if sub.matcher(event_type)
+                dispatcher
+                for sub, dispatcher in self._entries.items()
+                if sub.group is None and sub.matcher(event_type)
             )
             if len(self.routes) >= _ROUTE_CACHE_SIZE:
                 self.routes.clear()

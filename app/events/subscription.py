@@ -10,11 +10,21 @@ from typing import Any
 
 from app.errors import EventArgumentError, EventArgumentTypeError
 from app.events.model import DataEvent
-from app.events.topics import TopicMatcher, validate_pattern
+from app.events.topics import TopicMatcher, pattern_set, validate_pattern
 
-__all__ = ["BusStats", "DeadLetter", "Handler", "Subscription", "as_patterns", "positive_seconds"]
+__all__ = [
+    "BusStats",
+    "DeadLetter",
+    "GroupKey",
+    "Handler",
+    "Subscription",
+    "as_patterns",
+    "positive_seconds",
+]
 
 Handler = Callable[[DataEvent], Awaitable[Any]]
+GroupKey = tuple[str, tuple[str, ...]]
+"""What names a group's share of events (B21): the group name and the pattern set."""
 
 _ids = itertools.count(1)
 
@@ -101,6 +111,14 @@ class Subscription:
         """``patterns->handler`` with the handler's qualified name, for logs and dead letters."""
         handler_name = getattr(self.handler, "__qualname__", type(self.handler).__name__)
         return f"{'|'.join(self.patterns)}->{handler_name}#{self.id}"
+
+    @property
+    def group_key(self) -> GroupKey | None:
+        """``(group, patterns)`` with the patterns as :func:`pattern_set` spells them; every
+        subscription with an equal key shares one stream of events (B21). None: no group."""
+        if self.group is None:
+            return None
+        return (self.group, pattern_set(self.patterns))
 
     @property
     def live(self) -> bool:
