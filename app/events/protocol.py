@@ -1,4 +1,4 @@
-"""The ``EventBus`` interface both buses implement (CONTRACTS.md section B)."""
+"""The ``EventBus`` interface both buses implement (docs/contracts/events.md, section B)."""
 
 from __future__ import annotations
 

@@ -50,7 +50,7 @@ log = structlog.get_logger(__name__)
 
 
 class RabbitMQEventBus:
-    """Events over a RabbitMQ topic exchange; see the module docstring and CONTRACTS.md B.
+    """Events over a RabbitMQ topic exchange; see the module docstring and docs/contracts/events.md.
 
     ``start()`` opens the publisher channel and declares the exchanges; subscriptions
     made before it become live during it. ``close()`` drains and closes this bus's

@@ -1,7 +1,8 @@
 """State backends: rate limits, leases, an embedding cache, sessions and values.
 
 ``InMemoryStateBackend`` (one node) and ``RedisStateBackend`` (many replicas) implement the
-same :class:`StateBackend` protocol, checked by one contract suite (CONTRACTS.md section A).
+same :class:`StateBackend` protocol, checked by one contract suite (section A,
+docs/contracts/state.md).
 Both refuse durations over :data:`MAX_DURATION_SECONDS` and rate limits over :data:`MAX_LIMIT`
 (``ValueError``), the most Redis represents exactly.
 """

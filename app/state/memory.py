@@ -190,7 +190,8 @@ class InMemoryStateBackend:
     async def rate_limit_check(
         self, user_id: str, limit: int, window_seconds: float, *, scope: str = "default"
     ) -> tuple[bool, int]:
-        """Sliding log of allowed calls in ``(now - window, now]``; see CONTRACTS.md R1-R9."""
+        """Sliding log of allowed calls in ``(now - window, now]``; see R1-R9 in
+        docs/contracts/state.md."""
         if self._closed:
             self._check_open()
         check_key(user_id, "user_id")

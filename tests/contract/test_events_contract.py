@@ -1,4 +1,4 @@
-"""CONTRACTS.md section B: one suite, run against the in-process bus and real RabbitMQ."""
+"""Section B of docs/contracts/events.md: one suite, on the in-process bus and real RabbitMQ."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""CONTRACTS.md section A: every numbered statement, against both state backends.
+"""Section A of docs/contracts/state.md: every numbered statement, against both state backends.
 
 Each test runs once on ``InMemoryStateBackend`` (fake clock) and once on
 ``RedisStateBackend`` (the real Redis on loopback, an isolated namespace, two client

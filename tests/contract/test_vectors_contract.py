@@ -1,4 +1,4 @@
-"""Contract C (V1-V8) for VectorIndex; V8's model check is in test_vectors_model.py."""
+"""V1-V8 of docs/contracts/vectors.md for VectorIndex; V8's model check: test_vectors_model.py."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""B5: the shared topic matcher against every vector of CONTRACTS.md and a reference model."""
+"""B5: the shared topic matcher, on every example of docs/contracts/events.md and a model."""
 
 from __future__ import annotations
 
@@ -109,7 +109,7 @@ def test_many_hashes_against_a_long_key_do_not_backtrack(separator: str) -> None
     words = ["a"] * 120
     assert topic_matches(pattern, ".".join(words)) is False
     assert topic_matches(pattern, ".".join([*words, "z"])) is True
-    assert topic_matches(pattern, ".".join(words[:40] + ["z"])) is (separator == "#")
+    assert topic_matches(pattern, ".".join([*words[:40], "z"])) is (separator == "#")
 
 
 def test_hash_runs_mean_one_hash_and_only_hash_patterns_match_the_empty_key() -> None:
