@@ -184,7 +184,7 @@ async def test_a_key_another_program_wrote_is_a_state_error_not_the_callers(
     """A stored blob this data layer did not write is a StateBackendError naming the key (a
     server fault, 500), not a ValueError that the API would blame on the request (422)."""
     client = Redis(host="127.0.0.1", port=1)
-    client.execute_command = _answering(stored)  # type: ignore[method-assign]
+    client.execute_command = _answering(stored)  # type: ignore[method-assign,assignment]
     backend = RedisStateBackend(client, namespace="ns")
     with pytest.raises(StateBackendError, match="not one this data layer wrote") as info:
         await call(backend)
