@@ -585,6 +585,30 @@ async def test_b21_a_member_that_leaves_hands_its_share_to_the_others(bus: Any) 
     assert handled == sorted(str(item.id) for item in sent)
 
 
+async def test_b21_a_closing_member_hands_even_its_cancelled_run_to_the_group(
+    buses: BusFactory,
+) -> None:
+    """B21 with B20/B12: a bus closing while its group member is stuck gives every event it
+    held, the cancelled run's included, to the member on the other bus."""
+    closing, staying_bus = await buses.make(), await buses.make()
+    stuck = asyncio.Event()
+
+    async def hangs(received: DataEvent) -> None:
+        stuck.set()
+        await asyncio.Event().wait()  # until close cancels it
+
+    staying = Recorder()
+    await closing.subscribe("hand.*", hangs, group="handover")
+    await staying_bus.subscribe("hand.*", staying, group="handover")
+    sent = [event("hand.x", n=n) for n in range(6)]
+    for item in sent:
+        await closing.publish(item)
+    await asyncio.wait_for(stuck.wait(), 10)
+    await closing.close(timeout=0.2)
+    await drain_all(staying_bus)
+    assert sorted({str(e.id) for e in staying.events}) == sorted(str(item.id) for item in sent)
+
+
 async def drain_all(*buses: Any) -> None:
     """Drain every bus twice: a grouped event may be handled on a bus other than the
     publisher's, and a delivery handed back by one bus may land on another."""
