@@ -11,6 +11,7 @@ import hmac
 import math
 import random
 from collections.abc import Sequence
+from urllib.parse import unquote_to_bytes
 
 import structlog
 from starlette.datastructures import Headers, MutableHeaders
@@ -48,6 +49,23 @@ def _declared_length(headers: Headers) -> int | None:
     """The ``Content-Length`` the client declared (None if none; the server checked its form)."""
     value = headers.get("content-length", "")
     return int(value) if value.isdigit() else None
+
+
+def _undecodable_path(scope: Scope) -> str | None:
+    """The raw path if one of its percent-escapes is not UTF-8, else None.
+
+    Servers decode escapes leniently (``urllib.parse.unquote``: a bad byte becomes U+FFFD), so
+    ``/a%FF`` and ``/a%FE`` reached the routes as the same id and wrote the same record.
+    """
+    raw: bytes = scope.get("raw_path") or b""
+    if b"%" not in raw:
+        return None
+    raw = raw.split(b"?", 1)[0]
+    try:
+        unquote_to_bytes(raw).decode("utf-8")
+    except UnicodeDecodeError:
+        return raw.decode("latin-1")
+    return None
 
 
 def _client_address(scope: Scope) -> str:
@@ -121,6 +139,14 @@ class ApiGuard:
             declared = _declared_length(headers)
             if refusal is None and declared is not None and declared > self._max_body:
                 refusal = self._too_large(request_id)
+            if refusal is None and (undecodable := _undecodable_path(scope)) is not None:
+                refusal = error_response(
+                    422,
+                    "invalid_path",
+                    f"the path {undecodable!r} has a percent-escape that is not UTF-8; "
+                    "escape each character as the %XX of its UTF-8 bytes",
+                    request_id,
+                )
             if refusal is not None:
                 await refusal(scope, receive, self._with_headers(send, extra))
                 return
