@@ -18,7 +18,7 @@ from app.web.guard import PROTECTED_PREFIX, ApiGuard
 from app.web.routes import events, locks, sessions, vectors
 from containers import Container, build_lifecycle, create_container
 from containers.accessors import get_state_backend
-from settings import ApiAuth, Settings
+from settings import ApiAuth, RateLimitOnError, Settings
 
 __all__ = ["create_app"]
 
@@ -149,5 +149,6 @@ def create_app(container: Container | None = None, *, freeze_gc: bool = False) -
         rate_limit=settings.api.rate_limit,
         window_seconds=settings.api.rate_limit_window_seconds,
         max_body_bytes=settings.api.max_body_bytes,
+        allow_on_rate_limit_error=settings.api.rate_limit_on_error is RateLimitOnError.ALLOW,
     )
     return app

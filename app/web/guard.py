@@ -28,6 +28,9 @@ log = structlog.get_logger(__name__)
 PROTECTED_PREFIX = "/v1"
 REQUEST_ID_HEADER = "x-request-id"
 MAX_REQUEST_ID = 128
+# Retry-After of a 503 from an unreachable rate limiter: an outage has no known end, so a
+# short interval (not the rate-limit window, which may be minutes).
+UNAVAILABLE_RETRY_AFTER_S = 5
 
 
 def caller_of(token: str) -> str:
@@ -98,8 +101,10 @@ class ApiGuard:
         rate_limit: int,
         window_seconds: float,
         max_body_bytes: int,
+        allow_on_rate_limit_error: bool = False,
     ) -> None:
         self.app = app
+        self._allow_on_error = allow_on_rate_limit_error
         self._max_body = max_body_bytes
         self._too_large_message = (
             f"the request body is larger than API__MAX_BODY_BYTES={max_body_bytes} bytes; "
@@ -225,12 +230,22 @@ class ApiGuard:
                 key, self._limit, self._window, scope="api"
             )
         except Exception as exc:
+            if self._allow_on_error:
+                # The user chose availability over limits: served unlimited, never silently.
+                log.error(
+                    "api.rate_limit_bypassed",
+                    caller=key,
+                    policy="API__RATE_LIMIT_ON_ERROR=allow",
+                    error=f"{type(exc).__name__}: {exc}",
+                )
+                return None
             log.exception("api.rate_limit_unavailable", caller=key)
             return error_response(
                 503,
                 "rate_limit_unavailable",
-                f"the rate limiter's state backend failed: {type(exc).__name__}",
+                f"the rate limiter's state backend failed: {type(exc).__name__}; retry later",
                 request_id,
+                headers={"Retry-After": str(UNAVAILABLE_RETRY_AFTER_S)},
             )
         extra["X-RateLimit-Limit"] = str(self._limit)
         extra["X-RateLimit-Remaining"] = str(remaining)
