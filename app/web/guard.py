@@ -232,11 +232,8 @@ class ApiGuard:
         except Exception as exc:
             if self._allow_on_error:
                 # The user chose availability over limits: served unlimited, never silently.
-                log.error(
-                    "api.rate_limit_bypassed",
-                    caller=key,
-                    policy="API__RATE_LIMIT_ON_ERROR=allow",
-                    error=f"{type(exc).__name__}: {exc}",
+                log.exception(
+                    "api.rate_limit_bypassed", caller=key, policy="API__RATE_LIMIT_ON_ERROR=allow"
                 )
                 return None
             log.exception("api.rate_limit_unavailable", caller=key)

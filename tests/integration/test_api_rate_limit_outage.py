@@ -93,5 +93,5 @@ async def test_redis_down_lets_requests_through_when_allowed(
 
 def test_an_unknown_rate_limit_policy_is_refused() -> None:
     """API__RATE_LIMIT_ON_ERROR takes deny or allow; anything else names the variable."""
-    with pytest.raises(ValueError, match="API__RATE_LIMIT_ON_ERROR.*'deny' or 'allow'"):
+    with pytest.raises(ValueError, match=r"API__RATE_LIMIT_ON_ERROR.*'deny' or 'allow'"):
         load_settings(api={"rate_limit_on_error": "fallback"})
