@@ -146,7 +146,9 @@ def install_error_handlers(app: FastAPI, routers: Sequence[APIRouter]) -> None:
 
     @app.exception_handler(StarletteHTTPException)
     async def http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:
-        code = CODE_BY_STATUS.get(exc.status_code, f"http_{exc.status_code}")
+        code = getattr(exc, "code", None) or CODE_BY_STATUS.get(
+            exc.status_code, f"http_{exc.status_code}"
+        )
         headers = dict(exc.headers or {})
         if exc.status_code == 405:
             headers["Allow"] = ", ".join(_allowed_methods(routers, request.scope))
@@ -184,8 +186,10 @@ def _described(description: str) -> dict[str, Any]:
 ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
     400: _described("the body could not be read"),
     401: _described("missing or wrong bearer token"),
+    408: _described("the body did not arrive within API__BODY_READ_TIMEOUT_S"),
     413: _described("too large"),
-    422: _described("invalid request or input"),
+    422: _described("invalid request, input or path"),
     429: _described("rate limit exceeded; see Retry-After"),
-    503: _described("backend not configured or unavailable"),
+    431: _described("request line and headers over API__MAX_HEADER_BYTES"),
+    503: _described("backend not configured or unavailable, or shutting down"),
 }

@@ -15,10 +15,10 @@ from urllib.parse import unquote_to_bytes
 
 import structlog
 from starlette.datastructures import Headers, MutableHeaders
-from starlette.exceptions import HTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from app.state import StateBackend
+from app.web.body_reads import BodyReads
 from app.web.errors import PUBLIC_MESSAGES, error_response
 
 __all__ = ["ApiGuard", "caller_of"]
@@ -100,16 +100,14 @@ class ApiGuard:
         auth_enabled: bool,
         rate_limit: int,
         window_seconds: float,
+        body_reads: BodyReads,
         max_body_bytes: int,
         allow_on_rate_limit_error: bool = False,
     ) -> None:
         self.app = app
         self._allow_on_error = allow_on_rate_limit_error
         self._max_body = max_body_bytes
-        self._too_large_message = (
-            f"the request body is larger than API__MAX_BODY_BYTES={max_body_bytes} bytes; "
-            "send less per request (split a batch)"
-        )
+        self._body_reads = body_reads
         # (token bytes, caller identity), the identity hashed once here, not per request
         self._tokens = [(token.encode(), caller_of(token)) for token in tokens]
         self._auth_enabled = auth_enabled
@@ -156,29 +154,14 @@ class ApiGuard:
                 await refusal(scope, receive, self._with_headers(send, extra))
                 return
             # A declared length was checked above and the server delivers no more than it;
-            # only a body without one (chunked) is counted as it arrives.
-            bounded = receive if declared is not None else self._bounded(receive)
+            # only a body without one (chunked) is counted as it arrives. Every body read has
+            # a deadline.
+            bounded = self._body_reads.receive(receive, count=declared is None)
             await self._call_app(scope, bounded, self._with_headers(send, extra), request_id)
 
     def _too_large(self, request_id: str) -> ASGIApp:
-        return error_response(413, "too_large", self._too_large_message, request_id)
-
-    def _bounded(self, receive: Receive) -> Receive:
-        """``receive`` that refuses a body growing past the limit (one sent without a
-        ``Content-Length``, chunked) before more of it is buffered: a 413."""
-        received = 0
-
-        async def bounded_receive() -> Message:
-            nonlocal received
-            message = await receive()
-            if message["type"] == "http.request":
-                received += len(message.get("body", b""))
-                if received > self._max_body:
-                    # Route handlers let an HTTPException raised while reading the body through.
-                    raise HTTPException(413, self._too_large_message)
-            return message
-
-        return bounded_receive
+        message = self._body_reads.too_large_message
+        return error_response(413, "too_large", message, request_id)
 
     async def _call_app(self, scope: Scope, receive: Receive, send: Send, request_id: str) -> None:
         """Run the app; an unexpected exception becomes a 500 with the request id, logged."""
