@@ -151,7 +151,6 @@ def create_app(container: Container | None = None, *, freeze_gc: bool = False) -
         rate_limit=settings.api.rate_limit,
         window_seconds=settings.api.rate_limit_window_seconds,
         body_reads=app.state.body_reads,
-        max_body_bytes=settings.api.max_body_bytes,
         allow_on_rate_limit_error=settings.api.rate_limit_on_error is RateLimitOnError.ALLOW,
     )
     return app

@@ -15,6 +15,8 @@ from typing import Final
 from starlette.exceptions import HTTPException
 from starlette.types import Message, Receive
 
+from app.errors import ConfigurationError
+
 __all__ = ["BodyReadRefused", "BodyReads"]
 
 # The connection is closed after these answers: the unread rest of the body would otherwise be
@@ -38,11 +40,14 @@ class BodyReads:
     """Deadlines for the body reads of every request in flight, ended together at shutdown."""
 
     def __init__(self, timeout_s: float, max_body_bytes: int) -> None:
-        if timeout_s <= 0 or max_body_bytes <= 0:
-            msg = f"timeout_s and max_body_bytes must be > 0, got {timeout_s}, {max_body_bytes}"
-            raise ValueError(msg)
+        if not timeout_s > 0 or max_body_bytes <= 0:
+            msg = (
+                "API__BODY_READ_TIMEOUT_S and API__MAX_BODY_BYTES must be > 0, "
+                f"got {timeout_s} and {max_body_bytes}"
+            )
+            raise ConfigurationError(msg)
         self._timeout_s = timeout_s
-        self._max_body = max_body_bytes
+        self.max_body_bytes = max_body_bytes
         self._waiting: set[asyncio.Timeout] = set()
         self._ending = False
         self.too_large_message = (
@@ -92,7 +97,7 @@ class BodyReads:
                 complete = True
             if count and message["type"] == "http.request":
                 received += len(message.get("body", b""))
-                if received > self._max_body:
+                if received > self.max_body_bytes:
                     raise BodyReadRefused(413, "too_large", self.too_large_message)
             return message
 

@@ -101,12 +101,11 @@ class ApiGuard:
         rate_limit: int,
         window_seconds: float,
         body_reads: BodyReads,
-        max_body_bytes: int,
         allow_on_rate_limit_error: bool = False,
     ) -> None:
         self.app = app
         self._allow_on_error = allow_on_rate_limit_error
-        self._max_body = max_body_bytes
+        self._max_body = body_reads.max_body_bytes
         self._body_reads = body_reads
         # (token bytes, caller identity), the identity hashed once here, not per request
         self._tokens = [(token.encode(), caller_of(token)) for token in tokens]
