@@ -25,7 +25,14 @@ from app.errors import (
     StateBackendUnavailableError,
 )
 
-__all__ = ["ERROR_RESPONSES", "ApiError", "ErrorBody", "error_response", "install_error_handlers"]
+__all__ = [
+    "ERROR_RESPONSES",
+    "RETRY_AFTER_S",
+    "ApiError",
+    "ErrorBody",
+    "error_response",
+    "install_error_handlers",
+]
 
 log = structlog.get_logger(__name__)
 
@@ -105,6 +112,11 @@ PUBLIC_MESSAGES: dict[str, str] = {
 }
 
 
+# Outages a client may retry: their 503 says when (a short interval; an outage has no known end).
+RETRY_AFTER_S = 5
+RETRYABLE_CODES: frozenset[str] = frozenset({"publish_failed", "state_unavailable"})
+
+
 def _status_for(exc: DataLayerError) -> tuple[int, str]:
     for error_type, status, code in STATUS_BY_ERROR:
         if isinstance(exc, error_type):
@@ -162,7 +174,10 @@ def install_error_handlers(app: FastAPI, routers: Sequence[APIRouter]) -> None:
         if status < 500:
             return error_response(status, code, str(exc), _request_id(request))
         log.error("api.backend_error", code=code, error=f"{type(exc).__name__}: {exc}")
-        return error_response(status, code, PUBLIC_MESSAGES[code], _request_id(request))
+        retry = {"Retry-After": str(RETRY_AFTER_S)} if code in RETRYABLE_CODES else None
+        return error_response(
+            status, code, PUBLIC_MESSAGES[code], _request_id(request), headers=retry
+        )
 
     @app.exception_handler(ValueError)
     async def invalid_input(request: Request, exc: ValueError) -> JSONResponse:

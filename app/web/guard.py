@@ -19,7 +19,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from app.state import StateBackend
 from app.web.body_reads import BodyReads
-from app.web.errors import PUBLIC_MESSAGES, error_response
+from app.web.errors import PUBLIC_MESSAGES, RETRY_AFTER_S, error_response
 
 __all__ = ["ApiGuard", "caller_of"]
 
@@ -28,9 +28,6 @@ log = structlog.get_logger(__name__)
 PROTECTED_PREFIX = "/v1"
 REQUEST_ID_HEADER = "x-request-id"
 MAX_REQUEST_ID = 128
-# Retry-After of a 503 from an unreachable rate limiter: an outage has no known end, so a
-# short interval (not the rate-limit window, which may be minutes).
-UNAVAILABLE_RETRY_AFTER_S = 5
 
 
 def caller_of(token: str) -> str:
@@ -224,7 +221,7 @@ class ApiGuard:
                 "rate_limit_unavailable",
                 f"the rate limiter's state backend failed: {type(exc).__name__}; retry later",
                 request_id,
-                headers={"Retry-After": str(UNAVAILABLE_RETRY_AFTER_S)},
+                headers={"Retry-After": str(RETRY_AFTER_S)},  # not the window: may be minutes
             )
         extra["X-RateLimit-Limit"] = str(self._limit)
         extra["X-RateLimit-Remaining"] = str(remaining)

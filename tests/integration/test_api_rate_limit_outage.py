@@ -71,7 +71,8 @@ async def test_redis_down_lets_requests_through_when_allowed(
     redis_proxy: TcpProxy, tmp_path: Path, postgres_dsn: str, unique_name: str
 ) -> None:
     """With API__RATE_LIMIT_ON_ERROR=allow, a /v1 route that needs no Redis still answers while
-    Redis is down, and each unlimited request is logged as that explicit choice."""
+    Redis is down, one that does says when to retry, and each unlimited request is logged as
+    that explicit choice."""
     settings = settings_through(
         redis_proxy, tmp_path, postgres_dsn, unique_name, rate_limit_on_error="allow"
     )
@@ -80,12 +81,15 @@ async def test_redis_down_lets_requests_through_when_allowed(
         with capture_logs(processors=[structlog.contextvars.merge_contextvars]) as logs:
             stored = await api.put("/v1/vectors/docs/a", json=BODY, headers={"X-Request-ID": "r1"})
             fetched = await api.get("/v1/vectors/docs/a")
+            session = await api.get("/v1/sessions/s1")
         await redis_proxy.restore()
     assert stored.status_code == 200, stored.text
     assert fetched.status_code == 200, fetched.text
     assert "X-RateLimit-Remaining" not in stored.headers
+    assert_error(session, 503, "state_unavailable")  # sessions do need Redis
+    assert int(session.headers["Retry-After"]) >= 1
     bypassed = [entry for entry in logs if entry["event"] == "api.rate_limit_bypassed"]
-    assert len(bypassed) == 2
+    assert len(bypassed) == 3
     assert bypassed[0]["request_id"] == "r1"
     assert bypassed[0]["policy"] == "API__RATE_LIMIT_ON_ERROR=allow"
     assert bypassed[0]["log_level"] == "error"
