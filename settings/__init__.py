@@ -1,6 +1,13 @@
 """Typed settings of the data layer, read from the environment and ``.env``."""
 
-from settings.enums import ApiAuth, DeploymentMode, EmbeddedPostgres, EventBusKind, LogFormat
+from settings.enums import (
+    ApiAuth,
+    DeploymentMode,
+    EmbeddedPostgres,
+    EventBusKind,
+    LogFormat,
+    RateLimitOnError,
+)
 from settings.model import Settings, env_name, load_settings
 from settings.secrets import mask_url, mask_urls
 from settings.sections import (
@@ -28,6 +35,7 @@ __all__ = [
     "LogSettings",
     "PostgresSettings",
     "RabbitMQSettings",
+    "RateLimitOnError",
     "RedisSettings",
     "Settings",
     "StateSettings",

@@ -4,7 +4,14 @@ from __future__ import annotations
 
 from enum import StrEnum
 
-__all__ = ["ApiAuth", "DeploymentMode", "EmbeddedPostgres", "EventBusKind", "LogFormat"]
+__all__ = [
+    "ApiAuth",
+    "DeploymentMode",
+    "EmbeddedPostgres",
+    "EventBusKind",
+    "LogFormat",
+    "RateLimitOnError",
+]
 
 
 class DeploymentMode(StrEnum):
@@ -41,3 +48,10 @@ class ApiAuth(StrEnum):
 
     ENABLED = "enabled"
     DISABLED = "disabled"
+
+
+class RateLimitOnError(StrEnum):
+    """What the API does when the rate limiter's state backend fails (Redis down)."""
+
+    DENY = "deny"  # refuse with 503 and Retry-After: no request goes unlimited
+    ALLOW = "allow"  # let the request through unlimited, logging each one as an error

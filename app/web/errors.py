@@ -34,7 +34,14 @@ from app.errors import (
     StateBackendUnavailableError,
 )
 
-__all__ = ["ERROR_RESPONSES", "ApiError", "ErrorBody", "error_response", "install_error_handlers"]
+__all__ = [
+    "ERROR_RESPONSES",
+    "RETRY_AFTER_S",
+    "ApiError",
+    "ErrorBody",
+    "error_response",
+    "install_error_handlers",
+]
 
 log = structlog.get_logger(__name__)
 
@@ -123,6 +130,11 @@ PUBLIC_MESSAGES: dict[str, str] = {
 }
 
 
+# Outages a client may retry: their 503 says when (a short interval; an outage has no known end).
+RETRY_AFTER_S = 5
+RETRYABLE_CODES: frozenset[str] = frozenset({"publish_failed", "state_unavailable"})
+
+
 def _status_for(exc: DataLayerError) -> tuple[int, str]:
     for error_type, status, code in STATUS_BY_ERROR:
         if isinstance(exc, error_type):
@@ -164,7 +176,9 @@ def install_error_handlers(app: FastAPI, routers: Sequence[APIRouter]) -> None:
 
     @app.exception_handler(StarletteHTTPException)
     async def http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:
-        code = CODE_BY_STATUS.get(exc.status_code, f"http_{exc.status_code}")
+        code = getattr(exc, "code", None) or CODE_BY_STATUS.get(
+            exc.status_code, f"http_{exc.status_code}"
+        )
         headers = dict(exc.headers or {})
         if exc.status_code == 405:
             headers["Allow"] = ", ".join(_allowed_methods(routers, request.scope))
@@ -178,7 +192,10 @@ def install_error_handlers(app: FastAPI, routers: Sequence[APIRouter]) -> None:
         if status < 500:
             return error_response(status, code, str(exc), _request_id(request))
         log.error("api.backend_error", code=code, error=f"{type(exc).__name__}: {exc}")
-        return error_response(status, code, PUBLIC_MESSAGES[code], _request_id(request))
+        retry = {"Retry-After": str(RETRY_AFTER_S)} if code in RETRYABLE_CODES else None
+        return error_response(
+            status, code, PUBLIC_MESSAGES[code], _request_id(request), headers=retry
+        )
 
 
 def _message(error: Mapping[str, Any]) -> str:
@@ -198,8 +215,10 @@ def _described(description: str) -> dict[str, Any]:
 ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
     400: _described("the body could not be read"),
     401: _described("missing or wrong bearer token"),
+    408: _described("the body did not arrive within API__BODY_READ_TIMEOUT_S"),
     413: _described("too large"),
-    422: _described("invalid request or input"),
+    422: _described("invalid request, input or path"),
     429: _described("rate limit exceeded; see Retry-After"),
-    503: _described("backend not configured or unavailable"),
+    431: _described("request line and headers over API__MAX_HEADER_BYTES"),
+    503: _described("backend not configured or unavailable, or shutting down"),
 }
