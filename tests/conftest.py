@@ -143,3 +143,9 @@ def overridden_container(app_settings: Settings, fakes: Fakes) -> Iterator[Conta
     yield container
     container.unwire()
     container.reset_override()
+
+
+def is_started(provider: object) -> bool:
+    """Whether a ``Resource`` provider (typed loosely by the container's aliases) is started."""
+    assert isinstance(provider, providers.Resource), provider
+    return bool(provider.initialized)

@@ -16,6 +16,7 @@ import asyncio
 import contextlib
 import json
 import os
+import shutil
 import signal
 import subprocess
 import threading
@@ -167,6 +168,15 @@ def _recover_after_crash(pgdata: Path) -> None:
     _stop_orphan(pgdata)
 
 
+def _remove_half_made_cluster(pgdata: Path) -> None:
+    """A failed initdb of a new data directory leaves a cluster without its ``postgres`` role
+    or database, which every later start would then run on ("role postgres does not exist").
+    It holds nothing but what that initdb wrote, so the next attempt starts from scratch."""
+    if pgdata.exists():
+        shutil.rmtree(pgdata)
+        log.warning("postgres.embedded_half_made_removed", pgdata=str(pgdata))
+
+
 def _get_server(pgdata: Path) -> Any:
     with warnings.catch_warnings():
         # platformdirs warns at pgserver's import when XDG_RUNTIME_DIR is unset; harmless here.
@@ -178,6 +188,7 @@ def _get_server(pgdata: Path) -> Any:
             _recover_after_crash(pgdata)
 
     for attempt in range(1, START_ATTEMPTS + 1):
+        fresh = not (pgdata / "PG_VERSION").exists()
         try:
             return get_server(pgdata, cleanup_mode="stop")
         # AssertionError: pgserver asserts on the shape of postmaster.pid, and once read it
@@ -186,6 +197,8 @@ def _get_server(pgdata: Path) -> Any:
             # pgserver keeps the half-made handle and may leave the server running.
             PostgresServer._instances.pop(pgdata, None)
             _stop_orphan(pgdata)
+            if fresh:
+                _remove_half_made_cluster(pgdata)
             if attempt == START_ATTEMPTS:
                 raise EmbeddedPostgresError(
                     f"embedded Postgres in {pgdata} did not start: {type(exc).__name__}: {exc}"

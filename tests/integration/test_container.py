@@ -20,6 +20,7 @@ from app.state import InMemoryStateBackend, RedisStateBackend
 from app.vectors import VectorIndex
 from containers import build_lifecycle, check_readiness, create_container
 from settings import load_settings
+from tests.conftest import is_started
 from tests.fakes.silent_server import silent_server
 
 pytestmark = pytest.mark.integration
@@ -87,8 +88,8 @@ async def test_single_node_uses_memory_and_never_connects_to_redis(
             "elasticsearch": "disabled",
             "rabbitmq": "disabled",
         }
-        assert not container.redis.initialized
-        assert not container.rabbitmq.initialized
+        assert not is_started(container.redis)
+        assert not is_started(container.rabbitmq)
     assert redis_trap.accepted == 0
 
 
@@ -171,5 +172,5 @@ async def test_unreachable_backend_fails_start_and_closes_the_rest(
     assert "s3cret" not in message
     assert {"postgres", "redis"} <= seen_running, "the rollback had nothing to roll back"
     assert lifecycle.started == ()
-    assert not container.postgres.initialized
-    assert not container.redis.initialized
+    assert not is_started(container.postgres)
+    assert not is_started(container.redis)

@@ -14,7 +14,8 @@ from pathlib import Path
 import httpx
 import pytest
 
-from app.backends.embedded_postgres import HOLDERS_FILE, EmbeddedPostgresError, _recover_after_crash
+from app.backends.embedded_postgres import HOLDERS_FILE, _recover_after_crash
+from app.errors import EmbeddedPostgresError
 from tests.integration.test_cli import app_env, free_port, postgres_processes_for
 
 pytestmark = pytest.mark.integration

@@ -19,6 +19,7 @@ from app.errors import (
 )
 from app.events import DataEvent, InProcessEventBus
 from app.state import InMemoryStateBackend
+from app.web.body_reads import BodyReads
 from app.web.errors import PUBLIC_MESSAGES, install_error_handlers
 from app.web.guard import ApiGuard
 
@@ -83,7 +84,7 @@ def probe_app() -> FastAPI:
         auth_enabled=False,
         rate_limit=1000,
         window_seconds=1.0,
-        max_body_bytes=1024,
+        body_reads=BodyReads(timeout_s=5.0, max_body_bytes=1024),
     )
     return app
 
