@@ -1,10 +1,18 @@
 """Typed settings of the data layer, read from the environment and ``.env``."""
 
-from settings.enums import ApiAuth, DeploymentMode, EmbeddedPostgres, EventBusKind, LogFormat
+from settings.enums import (
+    ApiAuth,
+    DeploymentMode,
+    EmbeddedPostgres,
+    EventBusKind,
+    LogFormat,
+    MigrateMode,
+)
 from settings.model import Settings, env_name, load_settings
 from settings.secrets import mask_url, mask_urls
 from settings.sections import (
     ApiSettings,
+    DatabaseSettings,
     ElasticsearchSettings,
     EventsSettings,
     FaissSettings,
@@ -18,6 +26,7 @@ from settings.sections import (
 __all__ = [
     "ApiAuth",
     "ApiSettings",
+    "DatabaseSettings",
     "DeploymentMode",
     "ElasticsearchSettings",
     "EmbeddedPostgres",
@@ -26,6 +35,7 @@ __all__ = [
     "FaissSettings",
     "LogFormat",
     "LogSettings",
+    "MigrateMode",
     "PostgresSettings",
     "RabbitMQSettings",
     "RedisSettings",

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterable
 from contextlib import AbstractAsyncContextManager, AsyncExitStack, asynccontextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Final
@@ -19,6 +19,8 @@ import structlog
 
 from app.database import maintenance
 from app.database.driver_errors import DRIVER_ERRORS, translate
+from app.database.migration_files import Migration
+from app.database.migrator import load_migration_runner
 from app.database.runner import COPY_MIN_ROWS, Connection, QueryRunner
 from app.database.transaction import (
     DatabaseSession,
@@ -276,6 +278,17 @@ class PostgreSQLClient(QueryRunner):
         script = await asyncio.to_thread(Path(schema_path).read_text, encoding="utf-8")
         await self.execute_script(script)
         self._log.info("database.schema_initialized", path=str(schema_path))
+
+    async def run_migrations(
+        self, extra_dirs: Iterable[Path | str] = (), *, dry_run: bool = False
+    ) -> list[Migration]:
+        """Apply the product's pending migrations, then those in ``extra_dirs``; return them.
+
+        Safe with several processes at once (an advisory lock); a file changed since it was
+        applied raises ``MigrationChecksumError`` before anything runs.
+        """
+        runner = await load_migration_runner(self._require_pool(), extra_dirs)
+        return await runner.apply(dry_run=dry_run)
 
     async def ping(self) -> None:
         """``SELECT 1``; raises a ``DatabaseError`` when Postgres does not answer."""
