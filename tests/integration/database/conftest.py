@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import asyncio
 import importlib
+import shutil
+import tempfile
 import uuid
 import warnings
 from collections.abc import AsyncIterator, Iterator
@@ -46,13 +48,18 @@ async def drop_database(admin_dsn: str, name: str) -> None:
 
 
 @pytest.fixture(scope="session")
-def server_database_dsn() -> Iterator[str]:
+def server_admin_dsn() -> str:
+    """The loopback Postgres, connected to a database we only create others from."""
+    return require_service("Postgres", POSTGRES_DSN)
+
+
+@pytest.fixture(scope="session")
+def server_database_dsn(server_admin_dsn: str) -> Iterator[str]:
     """A database created on the loopback Postgres for this session, dropped after."""
-    admin = require_service("Postgres", POSTGRES_DSN)
     name = f"dbtest_{uuid.uuid4().hex[:12]}"
-    asyncio.run(create_database(admin, name))
-    yield with_database(admin, name)
-    asyncio.run(drop_database(admin, name))
+    asyncio.run(create_database(server_admin_dsn, name))
+    yield with_database(server_admin_dsn, name)
+    asyncio.run(drop_database(server_admin_dsn, name))
 
 
 def start_pgserver(directory: Path) -> Any:
@@ -63,14 +70,29 @@ def start_pgserver(directory: Path) -> Any:
 
 
 @pytest.fixture(scope="session")
-def embedded_database_dsn(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    """A database on an embedded Postgres (pgserver) in a temporary directory, stopped after."""
-    server = start_pgserver(tmp_path_factory.mktemp("embedded") / "pgdata")
+def embedded_admin_dsn() -> Iterator[str]:
+    """An embedded Postgres (pgserver) in a temporary directory for the session, stopped after.
+
+    Not under pytest's tmp_path: run as root, pgserver's server runs as its own user, and any
+    pytest session starting meanwhile makes /tmp/pytest-of-root private again (the server then
+    panics on its own files).
+    """
+    directory = Path(tempfile.mkdtemp(prefix="dbtest-embedded-"))
     try:
-        asyncio.run(create_database(server.get_uri("postgres"), "dbtest"))
-        yield str(server.get_uri("dbtest"))
+        server = start_pgserver(directory / "pgdata")
+        try:
+            yield str(server.get_uri("postgres"))
+        finally:
+            server.cleanup()
     finally:
-        server.cleanup()
+        shutil.rmtree(directory, ignore_errors=True)
+
+
+@pytest.fixture(scope="session")
+def embedded_database_dsn(embedded_admin_dsn: str) -> str:
+    """A database on the embedded Postgres for this session (gone with the server)."""
+    asyncio.run(create_database(embedded_admin_dsn, "dbtest"))
+    return with_database(embedded_admin_dsn, "dbtest")
 
 
 @pytest.fixture(params=["server", "embedded"])
@@ -78,6 +100,16 @@ def database_dsn(request: pytest.FixtureRequest) -> str:
     """The DSN of the session's database, on each kind of server in turn."""
     dsn: str = request.getfixturevalue(f"{request.param}_database_dsn")
     return dsn
+
+
+@pytest.fixture(params=["server", "embedded"])
+async def fresh_database_dsn(request: pytest.FixtureRequest) -> AsyncIterator[str]:
+    """An empty database of the test's own, on each kind of server in turn; dropped after."""
+    admin: str = request.getfixturevalue(f"{request.param}_admin_dsn")
+    name = f"dbfresh_{uuid.uuid4().hex[:12]}"
+    await create_database(admin, name)
+    yield with_database(admin, name)
+    await drop_database(admin, name)
 
 
 @pytest.fixture
