@@ -19,7 +19,7 @@ from dependency_injector import providers
 from app.database.cli import add_migrate_parser, migrate
 from app.errors import DataLayerError, ResourceStopError
 from containers import build_lifecycle, check_readiness, create_container, readiness_table
-from settings import load_settings
+from settings import MigrateMode, load_settings
 
 __all__ = ["main"]
 
@@ -44,10 +44,14 @@ async def check() -> int:
     """Start the lifecycle, print the readiness table, exit non-zero if anything is not ready.
 
     A probe beside a running ``serve``: the vector index is only loaded and verified, read-only
-    (no writer lock, no autosave, no save at stop), so the index directory is left unchanged.
+    (no writer lock, no autosave, no save at stop), so the index directory is left unchanged;
+    no schema migration runs.
     """
     cancel_on_sigterm()
-    container = create_container(load_settings())
+    settings = load_settings()
+    # A probe changes nothing: no migrations either (`python -m app migrate status` lists them).
+    postgres = settings.postgres.model_copy(update={"migrate": MigrateMode.OFF})
+    container = create_container(settings.model_copy(update={"postgres": postgres}))
     container.vector_layer.read_only.override(providers.Object(True))
     async with build_lifecycle(container) as lifecycle:
         results = await check_readiness(lifecycle)

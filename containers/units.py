@@ -8,6 +8,7 @@ from typing import Any
 
 from app.backends import ping_elasticsearch, ping_postgres, ping_rabbitmq, ping_redis
 from containers.application import Container
+from containers.database import ping_database
 from containers.lifecycle import ResourceUnit
 from settings import DeploymentMode, EventBusKind, Settings
 
@@ -15,6 +16,7 @@ __all__ = ["PINGS", "resource_units"]
 
 EMBEDDED_START_TIMEOUT_S = 120.0
 VECTORS_STOP_TIMEOUT_S = 120.0
+MIGRATIONS_START_TIMEOUT_S = 3600.0
 # A unit's own timeout is a backstop: past the backend's worst case from its settings, so
 # that the backend's specific error ("no connection within 10 s (...)") is the one seen.
 TIMEOUT_MARGIN_S = 5.0
@@ -30,6 +32,7 @@ def _ping_method(target: Any) -> Awaitable[object]:
 PINGS: dict[str, Callable[[Any], Awaitable[object]]] = {
     "redis": ping_redis,
     "postgres": ping_postgres,
+    "database": ping_database,
     "elasticsearch": ping_elasticsearch,
     "rabbitmq": ping_rabbitmq,
     "state": _ping_method,
@@ -83,6 +86,21 @@ def resource_units(container: Container, settings: Settings) -> list[ResourceUni
                 ("logging",),
                 PINGS["postgres"],
                 start_timeout_s=start_s["postgres"],
+            ),
+        ),
+        (
+            # TODO(issue 15): a Managed declaration beside the provider replaces this entry.
+            # Runs on the postgres unit's pool; not started when postgres is overridden.
+            not container.postgres.overridden,
+            container.database,
+            ResourceUnit(
+                "database",
+                container.database,
+                _postgres_address(settings),
+                ("logging", "postgres"),
+                PINGS["database"],
+                # Its start applies pending migrations (POSTGRES__MIGRATE=auto).
+                start_timeout_s=MIGRATIONS_START_TIMEOUT_S,
             ),
         ),
         (

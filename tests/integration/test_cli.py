@@ -50,7 +50,13 @@ def test_check_single_node_with_nothing_installed(tmp_path: Path) -> None:
     lines = result.stdout.splitlines()
     assert lines[0].split() == ["backend", "status", "latency_ms", "address", "error"]
     statuses = {line.split()[0]: line.split()[1] for line in lines[1:]}
-    assert statuses == {"postgres": "ok", "state": "ok", "events": "ok", "vectors": "ok"}
+    assert statuses == {
+        "postgres": "ok",
+        "database": "ok",
+        "state": "ok",
+        "events": "ok",
+        "vectors": "ok",
+    }
     assert not (tmp_path / "data" / "postgres" / "postmaster.pid").exists()
 
 
@@ -76,7 +82,7 @@ def test_check_distributed_against_local_services(
     )
     assert result.returncode == 0, result.stderr
     names = {line.split()[0] for line in result.stdout.splitlines()[1:]}
-    assert names == {"redis", "postgres", "rabbitmq", "state", "events", "vectors"}
+    assert names == {"redis", "postgres", "database", "rabbitmq", "state", "events", "vectors"}
 
 
 def test_bad_configuration_exits_2_with_one_message(tmp_path: Path) -> None:
