@@ -73,11 +73,11 @@ def copy_plan(query: str) -> CopyPlan | None:
 
 
 def rows_as_dicts(records: list[asyncpg.Record]) -> list[dict[str, Any]]:
-    """Records as dicts; the keys are read once, not per row."""
-    if not records:
-        return []
-    keys = tuple(records[0].keys())
-    return [dict(zip(keys, record, strict=True)) for record in records]
+    """Records as dicts, converted in C loops (the fastest of the ways measured here)."""
+    return list(map(dict, map(_record_items, records)))
+
+
+_record_items = asyncpg.Record.items
 
 
 @lru_cache(maxsize=512)
@@ -134,7 +134,7 @@ class QueryRunner:
                 record = await connection.fetchrow(compiled.sql, *args)
         except DRIVER_ERRORS as exc:
             raise translate(exc, "fetch_one", query=query, names=compiled.names) from exc
-        return None if record is None else dict(zip(record.keys(), record, strict=True))
+        return None if record is None else dict(record.items())
 
     async def fetch_all(self, query: str, parameters: Parameters = None) -> list[dict[str, Any]]:
         """Every row as a dict."""
@@ -198,7 +198,7 @@ class QueryRunner:
         :b)`` goes through COPY (``copy_records_to_table``); others through ``executemany``.
         """
         compiled = compile_query(query)
-        rows = [compiled.bind(parameters) for parameters in parameters_list]
+        rows = compiled.bind_many(parameters_list)
         if not rows:
             return
         plan = copy_plan(query) if len(rows) >= self.copy_min_rows else None

@@ -13,6 +13,7 @@ query text, so a hot query pays a dict lookup, not a scan.
 
 from __future__ import annotations
 
+import operator
 import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -199,6 +200,20 @@ class CompiledQuery:
                 f"got a {type(parameters).__name__}"
             )
         return parameters
+
+    def bind_many(self, parameter_sets: Sequence[Mapping[str, Any]]) -> list[Sequence[Any]]:
+        """``bind`` for each set; the common case (dicts holding exactly the names) in C loops."""
+        names = self.names
+        if names and all(isinstance(p, dict) for p in parameter_sets):
+            count = len(names)
+            if all(map(count.__eq__, map(len, parameter_sets))):
+                try:
+                    values = list(map(operator.itemgetter(*names), parameter_sets))
+                except KeyError:
+                    pass  # a set misses a name: bind() below names it
+                else:
+                    return [(value,) for value in values] if count == 1 else values
+        return [self.bind(parameters) for parameters in parameter_sets]
 
 
 def _mismatch(names: Sequence[str], given: Mapping[str, Any]) -> QueryParameterError:

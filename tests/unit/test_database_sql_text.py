@@ -127,3 +127,16 @@ def test_other_names_are_refused(name: str) -> None:
 def test_only_plain_inserts_go_through_copy(query: str, plan: CopyPlan | None) -> None:
     """COPY is planned only for an INSERT of bare parameters into named columns."""
     assert copy_plan(query) == plan
+
+
+@pytest.mark.parametrize("query", ["SELECT :a", "SELECT :a, :b, :a"])
+def test_binding_many_sets_agrees_with_binding_each(query: str) -> None:
+    """bind_many's fast path gives what bind gives per set, and the same errors."""
+    compiled = compile_query(query)
+    sets = [{"a": i, "b": -i} if "b" in compiled.names else {"a": i} for i in range(5)]
+    assert [list(row) for row in compiled.bind_many(sets)] == [compiled.bind(p) for p in sets]
+    bad = [*sets, {"z": 1} if len(compiled.names) == 1 else {"a": 1, "z": 2}]
+    with pytest.raises(QueryParameterError, match=r"missing parameter\(s\) :(a|b)"):
+        compiled.bind_many(bad)
+    with pytest.raises(QueryParameterError, match=r"extra parameter\(s\) :z"):
+        compiled.bind_many([*sets, {**sets[0], "z": 0}])
