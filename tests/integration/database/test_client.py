@@ -248,3 +248,17 @@ async def test_a_given_pool_is_not_closed_by_the_client(database_dsn: str) -> No
         assert await pool.fetchval("SELECT 3") == 3
     finally:
         await pool.close()
+
+
+async def test_fetch_records_returns_the_drivers_records(db: PostgreSQLClient, table: str) -> None:
+    """fetch_records binds named parameters and returns asyncpg Records, in order."""
+    await db.execute_many(
+        f"INSERT INTO {table} (name, score) VALUES (:name, :score)",
+        [{"name": "a", "score": 1.0}, {"name": "b", "score": 2.0}, {"name": "c", "score": 3.0}],
+    )
+    records = await db.fetch_records(
+        f"SELECT name, score FROM {table} WHERE score >= :low ORDER BY score", {"low": 2.0}
+    )
+    assert all(isinstance(record, asyncpg.Record) for record in records)
+    assert [tuple(record) for record in records] == [("b", 2.0), ("c", 3.0)]
+    assert records[0]["name"] == "b"
