@@ -18,10 +18,12 @@ def names(**overrides: object) -> dict[str, tuple[str, ...]]:
 
 
 def test_single_node_starts_no_redis_and_no_rabbitmq(tmp_path: Path) -> None:
-    """single_node + inprocess starts logging, embedded Postgres, memory state, bus, vectors."""
+    """single_node + inprocess starts logging, embedded Postgres and the database client on it,
+    memory state, bus, vectors."""
     units = names(data_dir=tmp_path)
-    assert list(units) == ["logging", "postgres", "state", "events", "vectors"]
+    assert list(units) == ["logging", "postgres", "database", "state", "events", "vectors"]
     assert units["state"] == ("logging",)
+    assert units["database"] == ("logging", "postgres")
 
 
 def test_distributed_with_rabbitmq_starts_everything_in_dependency_order() -> None:
@@ -31,7 +33,16 @@ def test_distributed_with_rabbitmq_starts_everything_in_dependency_order() -> No
         event_bus="rabbitmq",
         rabbitmq={"url": "amqp://guest:guest@127.0.0.1:5672/"},
     )
-    assert set(units) == {"logging", "redis", "postgres", "rabbitmq", "state", "events", "vectors"}
+    assert set(units) == {
+        "logging",
+        "redis",
+        "postgres",
+        "database",
+        "rabbitmq",
+        "state",
+        "events",
+        "vectors",
+    }
     assert units["state"] == ("logging", "redis")
     assert units["events"] == ("logging", "rabbitmq")
 
@@ -42,7 +53,7 @@ def test_elasticsearch_only_when_hosts_are_set() -> None:
     assert "elasticsearch" in names(elasticsearch={"hosts": ["http://127.0.0.1:9200"]})
 
 
-@pytest.mark.parametrize("public", ["state_backend", "event_bus", "vectors", "redis"])
+@pytest.mark.parametrize("public", ["state_backend", "event_bus", "vectors", "redis", "database"])
 def test_overridden_providers_are_not_started(public: str) -> None:
     """A provider overridden with a fake is left out, and nothing waits for it."""
     settings = load_settings(deployment_mode="distributed")
@@ -87,3 +98,12 @@ def test_unit_timeouts_follow_the_backends_own_timeouts() -> None:
     assert units["rabbitmq"].start_timeout_s > 45
     assert units["elasticsearch"].start_timeout_s > 4 * 15
     assert units["events"].stop_timeout_s > 25
+
+
+def test_overriding_postgres_leaves_the_database_client_out() -> None:
+    """With the pool overridden (a test that needs no Postgres), the client on it is not started."""
+    settings = load_settings(deployment_mode="distributed")
+    container = create_container(settings)
+    container.postgres.override(providers.Object(None))
+    units = {unit.name for unit in resource_units(container, settings)}
+    assert {"postgres", "database"}.isdisjoint(units)
