@@ -20,6 +20,7 @@ from app.errors import (
     DatabaseError,
     DatabaseNotConnectedError,
     DataLayerError,
+    DeclarationError,
     DimensionMismatchError,
     EventBusError,
     EventSerializationError,
@@ -53,6 +54,7 @@ from app.errors import (
     TransactionError,
     UndefinedTableError,
     UniqueViolationError,
+    UnitGraphError,
     VectorIndexError,
 )
 
@@ -101,6 +103,7 @@ __all__ = [
     "DatabaseConnectionError",
     "DatabaseError",
     "DatabaseNotConnectedError",
+    "DeclarationError",
     "DimensionMismatchError",
     "ElasticsearchConfig",
     "EventBus",
@@ -145,6 +148,7 @@ __all__ = [
     "TransactionError",
     "UndefinedTableError",
     "UniqueViolationError",
+    "UnitGraphError",
     "VectorIndex",
     "VectorIndexError",
     "VectorMatch",

@@ -7,6 +7,8 @@ catch either (``except ValueError`` still catches a ``DimensionMismatchError``):
     DataLayerError
     ├── ConfigurationError (ValueError)          bad or contradictory settings
     ├── LifecycleError
+    │   ├── DeclarationError (ValueError)        a Managed declaration names no startable provider
+    │   ├── UnitGraphError (ValueError)          unit dependencies unknown or in a cycle
     │   ├── ResourceStartError                   a backend failed to start; the rest was rolled back
     │   ├── ResourceStopError (ExceptionGroup)   one or more backends failed to stop
     │   └── NotStartedError (RuntimeError)       used before start()
@@ -21,14 +23,14 @@ catch either (``except ValueError`` still catches a ``DimensionMismatchError``):
     │   ├── PublishError (ConnectionError)       the broker did not confirm in time
     │   ├── HandlerTimeoutError (TimeoutError)   a handler ran past handler_timeout_s
     │   └── MalformedEventError (ValueError)     a message is not our event envelope
-    └── VectorIndexError
-        ├── DimensionMismatchError (ValueError)  vector of the wrong length
-        ├── InvalidVectorError (ValueError)      NaN, inf or zero vector
-        ├── InvalidIdentifierError (ValueError)  bad namespace, id or metadata
-        ├── InvalidQueryError (ValueError)       bad top_k or metadata filter
-        ├── SnapshotCorruptError                 a snapshot failed verification on load
-        ├── IndexLockedError                     another process writes this index directory
-        └── ReadOnlyIndexError (RuntimeError)    a write on an index opened read_only=True
+    ├── VectorIndexError
+    │   ├── DimensionMismatchError (ValueError)  vector of the wrong length
+    │   ├── InvalidVectorError (ValueError)      NaN, inf or zero vector
+    │   ├── InvalidIdentifierError (ValueError)  bad namespace, id or metadata
+    │   ├── InvalidQueryError (ValueError)       bad top_k or metadata filter
+    │   ├── SnapshotCorruptError                 a snapshot failed verification on load
+    │   ├── IndexLockedError                     another process writes this index directory
+    │   └── ReadOnlyIndexError (RuntimeError)    a write on an index opened read_only=True
     └── DatabaseError
         ├── DatabaseConnectionError (ConnectionError)   Postgres unreachable or the connection lost
         ├── DatabaseNotConnectedError (RuntimeError)    a query before connect() or after close()
@@ -64,6 +66,7 @@ __all__ = [
     "DatabaseConnectionError",
     "DatabaseError",
     "DatabaseNotConnectedError",
+    "DeclarationError",
     "DimensionMismatchError",
     "EventBusError",
     "EventSerializationError",
@@ -97,6 +100,7 @@ __all__ = [
     "TransactionError",
     "UndefinedTableError",
     "UniqueViolationError",
+    "UnitGraphError",
     "VectorIndexError",
 ]
 
@@ -111,6 +115,15 @@ class ConfigurationError(DataLayerError, ValueError):
 
 class LifecycleError(DataLayerError):
     """Starting or stopping the backends went wrong."""
+
+
+class DeclarationError(LifecycleError, ValueError):
+    """A ``Managed`` declaration names a provider its container does not have, or one the
+    lifecycle cannot start; raised before anything starts."""
+
+
+class UnitGraphError(LifecycleError, ValueError):
+    """Lifecycle units depend on a unit that is not there, or on each other in a cycle."""
 
 
 class ResourceStartError(LifecycleError):

@@ -56,6 +56,9 @@ def test_check_single_node_with_nothing_installed(tmp_path: Path) -> None:
         "state": "ok",
         "events": "ok",
         "vectors": "ok",
+        "redis": "disabled",
+        "elasticsearch": "disabled",
+        "rabbitmq": "disabled",
     }
     assert not (tmp_path / "data" / "postgres" / "postmaster.pid").exists()
 
@@ -81,8 +84,17 @@ def test_check_distributed_against_local_services(
         STATE__NAMESPACE=unique_name,
     )
     assert result.returncode == 0, result.stderr
-    names = {line.split()[0] for line in result.stdout.splitlines()[1:]}
-    assert names == {"redis", "postgres", "database", "rabbitmq", "state", "events", "vectors"}
+    statuses = {line.split()[0]: line.split()[1] for line in result.stdout.splitlines()[1:]}
+    assert statuses == {
+        "redis": "ok",
+        "postgres": "ok",
+        "database": "ok",
+        "rabbitmq": "ok",
+        "state": "ok",
+        "events": "ok",
+        "vectors": "ok",
+        "elasticsearch": "disabled",
+    }
 
 
 def test_bad_configuration_exits_2_with_one_message(tmp_path: Path) -> None:

@@ -11,7 +11,7 @@ from dependency_injector import providers
 
 from app.events import RabbitMQEventBus
 from app.state import RedisStateBackend
-from containers import Container, build_lifecycle, create_container, resource_units
+from containers import Container, build_lifecycle, create_container, plan
 from containers.accessors import get_event_bus, get_postgres, get_redis, get_state_backend
 from settings import Settings, load_settings
 from tests.conftest import Fakes
@@ -62,7 +62,7 @@ def test_backend_clients_start_only_for_layers_not_overridden(
     settings = distributed_settings(tmp_path, postgres={"dsn": "postgresql://pg@db:5432/app"})
     container = create_container(settings)
     override(container, fakes, *overridden)
-    units = {unit.name: unit for unit in resource_units(container, settings)}
+    units = {unit.name: unit for unit in plan(container).units}
     assert {"redis", "rabbitmq"} & set(units) == backends
     for unit in units.values():
         assert set(unit.depends_on) <= set(units), unit
@@ -149,11 +149,12 @@ async def test_distributed_without_overrides_starts_redis_and_rabbitmq(
 async def test_overriding_postgres_skips_the_embedded_postgres(
     app_settings: Settings, overridden_container: Container
 ) -> None:
-    """In single_node, overriding ``postgres`` as well leaves the embedded Postgres unstarted
-    (no data directory is created) and hands out the override."""
+    """In single_node, overriding ``postgres`` (and ``database``, the client on it) leaves the
+    embedded Postgres unstarted (no data directory is created) and hands out the overrides."""
     assert app_settings.embedded_postgres
     pool = object()
     overridden_container.postgres.override(providers.Object(pool))
+    overridden_container.database.override(providers.Object(None))
     async with build_lifecycle(overridden_container) as lifecycle:
         assert set(lifecycle.started) == {"logging"}
         assert overridden_container.postgres() is pool
