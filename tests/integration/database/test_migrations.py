@@ -219,3 +219,51 @@ async def test_three_processes_starting_together_apply_each_file_once(
         assert [row["version"] for row in versions] == [1, 1000, 1001]
     finally:
         await connection.close()
+
+
+def run_migrate(dsn: str, directory: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    env = {
+        **os.environ,
+        "POSTGRES__DSN": dsn,
+        "POSTGRES__MIGRATION_DIRS": str(directory),
+        "LOG__LEVEL": "WARNING",
+    }
+    return subprocess.run(
+        [sys.executable, "-m", "app", "migrate", *args],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+
+
+@pytest.mark.slow
+def test_the_cli_applies_lists_and_fails_in_one_line(
+    fresh_database_dsn: str, tmp_path: Path
+) -> None:
+    """migrate --dry-run lists, migrate applies, status tabulates; a changed file exits 2 with
+    one line naming the file; repair accepts it."""
+    path = write(tmp_path, "1000_t.sql", "CREATE TABLE t (x int);")
+    dry = run_migrate(fresh_database_dsn, tmp_path, "--dry-run")
+    assert dry.returncode == 0, dry.stderr
+    assert f"would apply {path}" in dry.stdout
+    applied = run_migrate(fresh_database_dsn, tmp_path)
+    assert f"applied {path}" in applied.stdout
+    status = run_migrate(fresh_database_dsn, tmp_path, "status")
+    assert status.stdout.splitlines()[0].split() == [
+        "version", "name", "state", "applied_at", "source"
+    ]  # fmt: skip
+    assert {line.split()[0]: line.split()[2] for line in status.stdout.splitlines()[1:]} == {
+        "0001": "applied",
+        "1000": "applied",
+    }
+    path.write_text("CREATE TABLE t (x bigint);")
+    failed = run_migrate(fresh_database_dsn, tmp_path)
+    assert failed.returncode == 2
+    [line] = failed.stderr.strip().splitlines()
+    assert line.startswith(f"error: migration {path} was changed after it was applied")
+    repaired = run_migrate(fresh_database_dsn, tmp_path, "repair")
+    assert f"accepted the new checksum of {path}" in repaired.stdout
+    assert run_migrate(fresh_database_dsn, tmp_path).returncode == 0
