@@ -8,11 +8,11 @@ driver error is translated at this boundary (``driver_errors.translate``).
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass
 from functools import lru_cache
-from typing import Any, Final, TypeAlias
+from typing import Any, Final, TypeAlias, TypeVar
 
 import asyncpg
 from asyncpg.pool import PoolConnectionProxy
@@ -100,6 +100,26 @@ def _update_sql(table: str, columns: tuple[str, ...]) -> str:
     return f"UPDATE {quote_table(table)} SET {sets} WHERE "  # noqa: S608 - checked names
 
 
+_T = TypeVar("_T")
+_Call: TypeAlias = Callable[[Connection, str, Sequence[Any]], Awaitable[_T]]
+
+
+def _execute(connection: Connection, sql: str, args: Sequence[Any]) -> Awaitable[str]:
+    return connection.execute(sql, *args)
+
+
+def _fetchrow(
+    connection: Connection, sql: str, args: Sequence[Any]
+) -> Awaitable[asyncpg.Record | None]:
+    return connection.fetchrow(sql, *args)
+
+
+def _fetch(
+    connection: Connection, sql: str, args: Sequence[Any]
+) -> Awaitable[list[asyncpg.Record]]:
+    return connection.fetch(sql, *args)
+
+
 def _row_count(status: str) -> int:
     """The count in a command tag (``UPDATE 3``, ``INSERT 0 1``)."""
     last = status.rsplit(" ", 1)[-1]
@@ -115,37 +135,28 @@ class QueryRunner:
         """A connection for one call (from the pool, or the one held)."""
         raise NotImplementedError
 
-    async def execute(self, query: str, parameters: Parameters = None) -> str:
-        """Run one statement (several when there are no parameters); return its command tag."""
+    async def _run(self, operation: str, query: str, parameters: Parameters, call: _Call[_T]) -> _T:
+        """Compile and bind ``query``, then ``call(connection, sql, args)``, errors translated."""
         compiled = compile_query(query)
         args = compiled.bind(parameters)
         try:
             async with self._acquire() as connection:
-                return await connection.execute(compiled.sql, *args)
+                return await call(connection, compiled.sql, args)
         except DRIVER_ERRORS as exc:
-            raise translate(exc, "execute", query=query, names=compiled.names) from exc
+            raise translate(exc, operation, query=query, names=compiled.names) from exc
+
+    async def execute(self, query: str, parameters: Parameters = None) -> str:
+        """Run one statement (several when there are no parameters); return its command tag."""
+        return await self._run("execute", query, parameters, _execute)
 
     async def fetch_one(self, query: str, parameters: Parameters = None) -> dict[str, Any] | None:
         """The first row as a dict, or None."""
-        compiled = compile_query(query)
-        args = compiled.bind(parameters)
-        try:
-            async with self._acquire() as connection:
-                record = await connection.fetchrow(compiled.sql, *args)
-        except DRIVER_ERRORS as exc:
-            raise translate(exc, "fetch_one", query=query, names=compiled.names) from exc
+        record = await self._run("fetch_one", query, parameters, _fetchrow)
         return None if record is None else dict(record.items())
 
     async def fetch_all(self, query: str, parameters: Parameters = None) -> list[dict[str, Any]]:
         """Every row as a dict."""
-        compiled = compile_query(query)
-        args = compiled.bind(parameters)
-        try:
-            async with self._acquire() as connection:
-                records = await connection.fetch(compiled.sql, *args)
-        except DRIVER_ERRORS as exc:
-            raise translate(exc, "fetch_all", query=query, names=compiled.names) from exc
-        return rows_as_dicts(records)
+        return rows_as_dicts(await self._run("fetch_all", query, parameters, _fetch))
 
     async def fetch_records(
         self, query: str, parameters: Parameters = None
@@ -155,23 +166,15 @@ class QueryRunner:
         For large results on hot paths: building a dict per row costs about a third of the
         fetch itself (benchmark case "database", rows "fetch_all" and "fetch_records").
         """
-        compiled = compile_query(query)
-        args = compiled.bind(parameters)
-        try:
-            async with self._acquire() as connection:
-                return await connection.fetch(compiled.sql, *args)
-        except DRIVER_ERRORS as exc:
-            raise translate(exc, "fetch_records", query=query, names=compiled.names) from exc
+        return await self._run("fetch_records", query, parameters, _fetch)
 
     async def fetch_value(self, query: str, parameters: Parameters = None, column: int = 0) -> Any:
         """One value of the first row (None when there is no row)."""
-        compiled = compile_query(query)
-        args = compiled.bind(parameters)
-        try:
-            async with self._acquire() as connection:
-                return await connection.fetchval(compiled.sql, *args, column=column)
-        except DRIVER_ERRORS as exc:
-            raise translate(exc, "fetch_value", query=query, names=compiled.names) from exc
+
+        def fetchval(connection: Connection, sql: str, args: Sequence[Any]) -> Awaitable[Any]:
+            return connection.fetchval(sql, *args, column=column)
+
+        return await self._run("fetch_value", query, parameters, fetchval)
 
     async def insert(self, table: str, data: Mapping[str, Any]) -> Any:
         """Insert one row; return the first column of the inserted row (its id, typically)."""

@@ -29,7 +29,10 @@ COMPILE_CACHE_SIZE: Final = 4096
 _SPECIAL = re.compile(r"""['"$]|--|/\*""")
 _DOLLAR_TAG = re.compile(r"\$(?:[A-Za-z_\x80-\U0010ffff][\w\x80-\U0010ffff]*)?\$")
 _BLOCK_COMMENT_PART = re.compile(r"/\*|\*/")
-_E_STRING_PART = re.compile(r"\\.|'", re.S)
+# Literals and quoted names, whole (loops unrolled: no backtracking on long bodies).
+_STRING = re.compile(r"'[^']*(?:''[^']*)*'")
+_E_STRING = re.compile(r"'[^'\\]*(?:(?:''|\\.)[^'\\]*)*'", re.S)
+_QUOTED_NAME = re.compile(r'"[^"]*(?:""[^"]*)*"')
 # In code: a cast, an escaped colon, a positional parameter, or a named one.
 _CODE_TOKEN = re.compile(r"::+|\\:|(?<![\w$])\$\d+|(?<![\w$:]):([A-Za-z_][A-Za-z0-9_]*)")
 
@@ -47,41 +50,20 @@ def _unterminated(what: str, sql: str, start: int) -> QuerySyntaxError:
     )
 
 
+def _quoted_end(sql: str, start: int, pattern: re.Pattern[str], what: str) -> int:
+    match = pattern.match(sql, start)
+    if match is None:
+        raise _unterminated(what, sql, start)
+    return match.end()
+
+
 def _string_end(sql: str, start: int) -> int:
-    """End (exclusive) of the literal whose opening quote is at ``start``."""
+    """End (exclusive) of the literal whose opening quote is at ``start`` (``E'...'`` takes
+    backslash escapes too; standard strings only ``''``)."""
     escapes = (
         start > 0 and sql[start - 1] in "eE" and (start == 1 or not _ident_char(sql[start - 2]))
     )
-    position = start + 1
-    while True:
-        if escapes:
-            match = _E_STRING_PART.search(sql, position)
-            if match is None:
-                raise _unterminated("string literal", sql, start)
-            if match.group() != "'":
-                position = match.end()
-                continue
-            close = match.start()
-        else:
-            close = sql.find("'", position)
-            if close < 0:
-                raise _unterminated("string literal", sql, start)
-        if sql.startswith("''", close):
-            position = close + 2
-            continue
-        return close + 1
-
-
-def _quoted_identifier_end(sql: str, start: int) -> int:
-    position = start + 1
-    while True:
-        close = sql.find('"', position)
-        if close < 0:
-            raise _unterminated("quoted identifier", sql, start)
-        if sql.startswith('""', close):
-            position = close + 2
-            continue
-        return close + 1
+    return _quoted_end(sql, start, _E_STRING if escapes else _STRING, "string literal")
 
 
 def _block_comment_end(sql: str, start: int) -> int:
@@ -100,7 +82,7 @@ def _skip_end(sql: str, start: int, opener: str) -> int | None:
     if opener == "'":
         return _string_end(sql, start)
     if opener == '"':
-        return _quoted_identifier_end(sql, start)
+        return _quoted_end(sql, start, _QUOTED_NAME, "quoted identifier")
     if opener == "--":
         newline = sql.find("\n", start)
         return len(sql) if newline < 0 else newline + 1
