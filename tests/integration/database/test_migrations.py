@@ -267,3 +267,29 @@ def test_the_cli_applies_lists_and_fails_in_one_line(
     repaired = run_migrate(fresh_database_dsn, tmp_path, "repair")
     assert f"accepted the new checksum of {path}" in repaired.stdout
     assert run_migrate(fresh_database_dsn, tmp_path).returncode == 0
+
+
+@pytest.mark.slow
+async def test_check_never_migrates(fresh_database_dsn: str, tmp_path: Path) -> None:
+    """`python -m app check` reports the database ready without applying any migration."""
+    env = {
+        **os.environ,
+        "POSTGRES__DSN": fresh_database_dsn,
+        "DATA_DIR": str(tmp_path / "data"),
+        "FAISS__INDEX_PATH": str(tmp_path / "faiss"),
+        "FAISS__DIMENSION": "4",
+        "LOG__LEVEL": "WARNING",
+    }
+    process = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "app", "check", cwd=ROOT, env=env,
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+    )  # fmt: skip
+    out, err = await process.communicate()
+    assert process.returncode == 0, err.decode()
+    statuses = {line.split()[0]: line.split()[1] for line in out.decode().splitlines()[1:]}
+    assert statuses["database"] == "ok"
+    connection = await asyncpg.connect(fresh_database_dsn)
+    try:
+        assert await connection.fetchval("SELECT to_regclass($1)", LEDGER_TABLE) is None
+    finally:
+        await connection.close()
