@@ -201,6 +201,11 @@ class QueryRunner:
         """
         head = _update_sql(table, tuple(data))
         where = compile_query(where_clause, len(data) + 1)
+        if where.positional or not (where_params is None or isinstance(where_params, Mapping)):
+            raise QueryParameterError(
+                "update's where_clause takes named parameters (:name) and a mapping: "
+                "$n there would mean the SET values"
+            )
         where_args = where.bind(where_params)
         try:
             async with self._acquire() as connection:

@@ -156,6 +156,7 @@ class CompiledQuery:
 
     sql: str
     names: tuple[str, ...]
+    positional: bool = False  # the text uses $n itself
 
     def bind(self, parameters: Mapping[str, Any] | Sequence[Any] | None) -> Sequence[Any]:
         """The positional arguments for ``parameters``; a missing or extra one is an error."""
@@ -215,8 +216,8 @@ def _mismatch(names: Sequence[str], given: Mapping[str, Any]) -> QueryParameterE
 @lru_cache(maxsize=COMPILE_CACHE_SIZE)
 def compile_query(query: str, first_index: int = 1) -> CompiledQuery:
     """``query`` with ``:name`` replaced by ``$n`` (numbered from ``first_index``), cached."""
-    if ":" not in query:  # the common case of a query without parameters: nothing to rewrite
-        return CompiledQuery(query, ())
+    if ":" not in query:  # no named parameter: nothing to rewrite
+        return CompiledQuery(query, (), positional="$" in query and _has_positional(query))
     names: dict[str, int] = {}
     positional = False
     pieces: list[str] = []
@@ -241,4 +242,12 @@ def compile_query(query: str, first_index: int = 1) -> CompiledQuery:
             "the query mixes named (:name) and positional ($n) parameters; use one style"
         )
     pieces.append(query[copied:])
-    return CompiledQuery("".join(pieces), tuple(names))
+    return CompiledQuery("".join(pieces), tuple(names), positional)
+
+
+def _has_positional(query: str) -> bool:
+    return any(
+        token.group().startswith("$")
+        for start, end in code_spans(query)
+        for token in _CODE_TOKEN.finditer(query, start, end)
+    )

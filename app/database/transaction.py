@@ -121,7 +121,8 @@ async def run_transaction(
     """Begin on ``connection`` (a savepoint when it is in a transaction), yield, then commit;
     roll back if the block raises anything, and re-raise."""
     outer = _current.get()
-    depth = outer.depth + 1 if outer is not None and outer.active else 0
+    nested = outer is not None and outer.active and outer._held.connection is connection
+    depth = outer.depth + 1 if nested and outer is not None else 0
     driver = connection.transaction(isolation=isolation, readonly=readonly)
     try:
         await driver.start()

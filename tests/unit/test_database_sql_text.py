@@ -140,3 +140,12 @@ def test_binding_many_sets_agrees_with_binding_each(query: str) -> None:
         compiled.bind_many(bad)
     with pytest.raises(QueryParameterError, match=r"extra parameter\(s\) :z"):
         compiled.bind_many([*sets, {**sets[0], "z": 0}])
+
+
+@pytest.mark.parametrize(
+    ("query", "positional"),
+    [("SELECT $1", True), ("SELECT '$1', $$ $2 $$", False), ("SELECT :a", False), ("x$1", False)],
+)
+def test_positional_parameters_are_noticed_in_code_only(query: str, positional: bool) -> None:
+    """$n counts as a parameter in code, not in literals, bodies or identifiers."""
+    assert compile_query(query).positional is positional

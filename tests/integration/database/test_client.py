@@ -262,3 +262,13 @@ async def test_fetch_records_returns_the_drivers_records(db: PostgreSQLClient, t
     assert all(isinstance(record, asyncpg.Record) for record in records)
     assert [tuple(record) for record in records] == [("b", 2.0), ("c", 3.0)]
     assert records[0]["name"] == "b"
+
+
+async def test_update_refuses_positional_where_parameters(db: PostgreSQLClient, table: str) -> None:
+    """$n in update's where clause would mean a SET value: refused, nothing changed."""
+    await db.insert(table, {"name": "a", "score": 1.0})
+    with pytest.raises(QueryParameterError, match="named parameters"):
+        await db.update(table, {"score": 9.0}, "name = $1", ["a"])
+    with pytest.raises(QueryParameterError, match="named parameters"):
+        await db.update(table, {"score": 9.0}, "score = $1")
+    assert await db.fetch_value(f"SELECT score FROM {table}") == 1.0
