@@ -186,6 +186,8 @@ class CompiledQuery:
 
     def bind_many(self, parameter_sets: Sequence[Mapping[str, Any]]) -> list[Sequence[Any]]:
         """``bind`` for each set; the common case (dicts holding exactly the names) in C loops."""
+        if not isinstance(parameter_sets, (list, tuple)):
+            parameter_sets = list(parameter_sets)  # a generator would be read up by the checks
         names = self.names
         if names and all(isinstance(p, dict) for p in parameter_sets):
             count = len(names)

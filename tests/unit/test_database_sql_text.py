@@ -149,3 +149,10 @@ def test_binding_many_sets_agrees_with_binding_each(query: str) -> None:
 def test_positional_parameters_are_noticed_in_code_only(query: str, positional: bool) -> None:
     """$n counts as a parameter in code, not in literals, bodies or identifiers."""
     assert compile_query(query).positional is positional
+
+
+def test_binding_many_reads_a_generator_once() -> None:
+    """A generator of parameter sets is bound whole, not read up by the checks."""
+    compiled = compile_query("SELECT :a, :b")
+    rows = compiled.bind_many({"a": i, "b": i} for i in range(3))  # type: ignore[arg-type]
+    assert [list(row) for row in rows] == [[0, 0], [1, 1], [2, 2]]
