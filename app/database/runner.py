@@ -149,8 +149,14 @@ class QueryRunner:
         """Run one statement (several when there are no parameters); return its command tag."""
         return await self._run("execute", query, parameters, _execute)
 
-    async def fetch_one(self, query: str, parameters: Parameters = None) -> dict[str, Any] | None:
-        """The first row as a dict, or None."""
+    async def fetch_one(
+        self, query: str, parameters: Parameters = None, commit: bool = False
+    ) -> dict[str, Any] | None:
+        """The first row as a dict, or None.
+
+        ``commit`` is the original's flag for ``INSERT ... RETURNING``: a statement outside a
+        transaction commits by itself here, and one inside commits with its block.
+        """
         record = await self._run("fetch_one", query, parameters, _fetchrow)
         return None if record is None else dict(record.items())
 

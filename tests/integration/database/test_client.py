@@ -272,3 +272,15 @@ async def test_update_refuses_positional_where_parameters(db: PostgreSQLClient, 
     with pytest.raises(QueryParameterError, match="named parameters"):
         await db.update(table, {"score": 9.0}, "score = $1")
     assert await db.fetch_value(f"SELECT score FROM {table}") == 1.0
+
+
+async def test_fetch_one_with_commit_returns_and_keeps_the_row(
+    db: PostgreSQLClient, table: str
+) -> None:
+    """The original's fetch_one(..., commit=True) for INSERT ... RETURNING stores the row."""
+    row = await db.fetch_one(
+        f"INSERT INTO {table} (name) VALUES (:name) RETURNING name", {"name": "kept"}, commit=True
+    )
+    assert row == {"name": "kept"}
+    async with db.connection() as other:
+        assert await other.fetch_value(f"SELECT count(*) FROM {table}") == 1
