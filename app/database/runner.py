@@ -12,6 +12,7 @@ from collections.abc import Awaitable, Callable, Mapping, Sequence
 from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass
 from functools import lru_cache
+from types import TracebackType
 from typing import Any, Final, TypeAlias, TypeVar
 
 import asyncpg
@@ -22,7 +23,15 @@ from app.database.identifiers import quote_identifier, quote_table
 from app.database.sql_text import compile_query
 from app.errors import QueryParameterError
 
-__all__ = ["COPY_MIN_ROWS", "Connection", "CopyPlan", "QueryRunner", "copy_plan", "rows_as_dicts"]
+__all__ = [
+    "COPY_MIN_ROWS",
+    "Connection",
+    "CopyPlan",
+    "HeldConnection",
+    "QueryRunner",
+    "copy_plan",
+    "rows_as_dicts",
+]
 
 Connection: TypeAlias = "asyncpg.Connection[asyncpg.Record] | PoolConnectionProxy[asyncpg.Record]"
 Parameters: TypeAlias = Mapping[str, Any] | Sequence[Any] | None
@@ -126,21 +135,54 @@ def _row_count(status: str) -> int:
     return int(last) if last.isdigit() else 0
 
 
+class HeldConnection:
+    """An async context manager that hands out a held connection and gives nothing back."""
+
+    __slots__ = ("connection",)
+
+    def __init__(self, connection: Connection) -> None:
+        self.connection = connection
+
+    async def __aenter__(self) -> Connection:
+        return self.connection
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        return None
+
+
 class QueryRunner:
     """``execute``, ``execute_many``, ``execute_script``, ``insert``, ``update``, ``fetch_*``."""
 
     copy_min_rows: int = COPY_MIN_ROWS
 
-    def _acquire(self) -> AbstractAsyncContextManager[Connection]:
-        """A connection for one call (from the pool, or the one held)."""
+    def _held_connection(self) -> Connection | None:
+        """The connection this runner holds (a session's, the current transaction's), if any."""
         raise NotImplementedError
+
+    def _call_pool(self) -> asyncpg.Pool:
+        """Where a runner that holds no connection takes one for each call."""
+        raise NotImplementedError
+
+    def _acquire(self) -> AbstractAsyncContextManager[Connection]:
+        """A connection for one call: the one held, or one from the pool."""
+        held = self._held_connection()
+        return self._call_pool().acquire() if held is None else HeldConnection(held)
 
     async def _run(self, operation: str, query: str, parameters: Parameters, call: _Call[_T]) -> _T:
         """Compile and bind ``query``, then ``call(connection, sql, args)``, errors translated."""
         compiled = compile_query(query)
         args = compiled.bind(parameters)
         try:
-            async with self._acquire() as connection:
+            # A held connection is used as it is: no context manager on the hot path.
+            held = self._held_connection()
+            if held is not None:
+                return await call(held, compiled.sql, args)
+            async with self._call_pool().acquire() as connection:
                 return await call(connection, compiled.sql, args)
         except DRIVER_ERRORS as exc:
             raise translate(exc, operation, query=query, names=compiled.names) from exc
