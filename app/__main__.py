@@ -1,4 +1,5 @@
-"""``python -m app serve|check``: run the service, or check every backend once and exit."""
+"""``python -m app serve|check|migrate``: run the service, check every backend once, or apply
+the schema migrations."""
 
 from __future__ import annotations
 
@@ -13,6 +14,7 @@ import structlog
 from dependency_injector import providers
 
 from app.container_spec import load_container
+from app.database.cli import add_migrate_parser, migrate
 from app.errors import DataLayerError, ResourceStopError
 from containers import build_lifecycle, check_readiness, readiness_table
 
@@ -39,10 +41,13 @@ async def check(container_spec: str | None) -> int:
     """Start the lifecycle, print the readiness table, exit non-zero if anything is not ready.
 
     A probe beside a running ``serve``: the vector index is only loaded and verified, read-only
-    (no writer lock, no autosave, no save at stop), so the index directory is left unchanged.
+    (no writer lock, no autosave, no save at stop), so the index directory is left unchanged;
+    no schema migration runs.
     """
     cancel_on_sigterm()
     container = load_container(container_spec)
+    # A probe changes nothing: no migrations (`python -m app migrate status` lists them).
+    container.database_layer.apply_migrations.override(providers.Object(False))
     container.vector_layer.read_only.override(providers.Object(True))
     async with build_lifecycle(container) as lifecycle:
         results = await check_readiness(lifecycle)
@@ -117,10 +122,13 @@ def main(argv: list[str] | None = None) -> int:
             help="your container: a Container subclass, or a function of no arguments "
             "returning one (default: containers.Container)",
         )
+    add_migrate_parser(commands)
     args = parser.parse_args(argv)
     try:
         if args.command == "check":
             return run(check(args.container))
+        if args.command == "migrate":
+            return run(migrate(args.action, dry_run=args.dry_run, dirs=args.dirs))
         return run(serve(args.host, args.port, args.container))
     except DataLayerError as exc:
         print(f"error: {exc}", file=sys.stderr)

@@ -6,12 +6,14 @@ from settings.enums import (
     EmbeddedPostgres,
     EventBusKind,
     LogFormat,
+    MigrateMode,
     RateLimitOnError,
 )
 from settings.model import Settings, env_name, load_settings
 from settings.secrets import mask_url, mask_urls
 from settings.sections import (
     ApiSettings,
+    DatabaseSettings,
     ElasticsearchSettings,
     EventsSettings,
     FaissSettings,
@@ -25,6 +27,7 @@ from settings.sections import (
 __all__ = [
     "ApiAuth",
     "ApiSettings",
+    "DatabaseSettings",
     "DeploymentMode",
     "ElasticsearchSettings",
     "EmbeddedPostgres",
@@ -33,6 +36,7 @@ __all__ = [
     "FaissSettings",
     "LogFormat",
     "LogSettings",
+    "MigrateMode",
     "PostgresSettings",
     "RabbitMQSettings",
     "RateLimitOnError",

@@ -10,6 +10,7 @@ __all__ = [
     "EmbeddedPostgres",
     "EventBusKind",
     "LogFormat",
+    "MigrateMode",
     "RateLimitOnError",
 ]
 
@@ -50,8 +51,16 @@ class ApiAuth(StrEnum):
     DISABLED = "disabled"
 
 
+
 class RateLimitOnError(StrEnum):
     """What the API does when the rate limiter's state backend fails (Redis down)."""
 
     DENY = "deny"  # refuse with 503 and Retry-After: no request goes unlimited
     ALLOW = "allow"  # let the request through unlimited, logging each one as an error
+
+
+class MigrateMode(StrEnum):
+    """Whether the schema migrations run when the database client starts."""
+
+    AUTO = "auto"
+    OFF = "off"
