@@ -1,4 +1,5 @@
-"""``python -m app serve|check``: run the service, or check every backend once and exit."""
+"""``python -m app serve|check|migrate``: run the service, check every backend once, or apply
+the schema migrations."""
 
 from __future__ import annotations
 
@@ -7,16 +8,14 @@ import asyncio
 import dataclasses
 import signal
 import sys
-from collections.abc import Coroutine, Iterator
-from contextlib import contextmanager
-from types import FrameType
+from collections.abc import Coroutine
 from typing import Any
 
 import structlog
-import uvicorn
 from dependency_injector import providers
 
 from app.container_spec import load_container
+from app.database.cli import add_migrate_parser, migrate
 from app.errors import DataLayerError, ResourceStopError
 from containers import build_lifecycle, check_readiness, readiness_table
 from containers.vectors import describe_store
@@ -45,11 +44,14 @@ async def check(container_spec: str | None) -> int:
 
     A probe beside a running ``serve``: the vector index is only loaded and verified, read-only
     (no writer lock, no autosave, no save at stop), so the index directory is left unchanged;
-    the pgvector store only checks the extension and the registry, and creates nothing. The
-    vectors row's address names the store, where it is and pgvector's version.
+    no schema migration runs; the pgvector store only checks the extension and the registry,
+    and creates nothing. The vectors row's address names the store, where it is and
+    pgvector's version.
     """
     cancel_on_sigterm()
     container = load_container(container_spec)
+    # A probe changes nothing: no migrations (`python -m app migrate status` lists them).
+    container.database_layer.apply_migrations.override(providers.Object(False))
     container.vector_layer.read_only.override(providers.Object(True))
     async with build_lifecycle(container) as lifecycle:
         results = await check_readiness(lifecycle)
@@ -60,37 +62,10 @@ async def check(container_spec: str | None) -> int:
     return 0 if all(result.ok for result in results.values()) else EXIT_NOT_READY
 
 
-class GracefulServer(uvicorn.Server):
-    """Ends event streams as soon as shutdown begins, and exits 0 on SIGTERM/SIGINT.
-
-    uvicorn waits for open connections before the lifespan shutdown, so open server-sent
-    event streams are told to end here; and it re-raises the signal after shutdown (exit by
-    signal), which would skip our own cleanup.
-    """
-
-    def __init__(self, config: uvicorn.Config, streams_stop: asyncio.Event) -> None:
-        super().__init__(config)
-        self._streams_stop = streams_stop
-
-    def handle_exit(self, sig: int, frame: FrameType | None) -> None:
-        self._streams_stop.set()
-        super().handle_exit(sig, frame)
-
-    @contextmanager
-    def capture_signals(self) -> Iterator[None]:
-        loop = asyncio.get_running_loop()
-        for sig in (signal.SIGINT, signal.SIGTERM):
-            loop.add_signal_handler(sig, self.handle_exit, sig, None)
-        try:
-            yield
-        finally:
-            for sig in (signal.SIGINT, signal.SIGTERM):
-                loop.remove_signal_handler(sig)
-
-
 async def serve(host: str | None, port: int | None, container_spec: str | None) -> int:
     """Start the backends, then serve the API until interrupted; stop everything after."""
     from app.web import create_app
+    from app.web.server import build_server
 
     cancel_on_sigterm()
     container = load_container(container_spec)
@@ -101,15 +76,7 @@ async def serve(host: str | None, port: int | None, container_spec: str | None) 
     port = settings.api.port if port is None else port
     await lifecycle.start()
     try:
-        config = uvicorn.Config(
-            app,
-            host=host,
-            port=port,
-            log_config=None,
-            lifespan="on",
-            timeout_graceful_shutdown=10,
-        )
-        server = GracefulServer(config, app.state.streams_stop)
+        server = build_server(app, host=host, port=port)
         try:
             await server.serve()
         except SystemExit:  # uvicorn's way out when it cannot bind (logged above)
@@ -162,10 +129,13 @@ def main(argv: list[str] | None = None) -> int:
             help="your container: a Container subclass, or a function of no arguments "
             "returning one (default: containers.Container)",
         )
+    add_migrate_parser(commands)
     args = parser.parse_args(argv)
     try:
         if args.command == "check":
             return run(check(args.container))
+        if args.command == "migrate":
+            return run(migrate(args.action, dry_run=args.dry_run, dirs=args.dirs))
         return run(serve(args.host, args.port, args.container))
     except DataLayerError as exc:
         print(f"error: {exc}", file=sys.stderr)

@@ -11,28 +11,57 @@ catch either (``except ValueError`` still catches a ``DimensionMismatchError``):
     │   ├── UnitGraphError (ValueError)          unit dependencies unknown or in a cycle
     │   ├── ResourceStartError                   a backend failed to start; the rest was rolled back
     │   ├── ResourceStopError (ExceptionGroup)   one or more backends failed to stop
-    │   └── NotStartedError (RuntimeError)       used before start()
+    │   ├── NotStartedError (RuntimeError)       used before start()
+    │   └── EmbeddedPostgresError                the embedded Postgres did not start or stop cleanly
     ├── BackendNotConfiguredError (LookupError)  the configured mode does not start this backend
     ├── BackendClosedError (RuntimeError)        a call after close()
-    ├── StateBackendError
+    ├── RabbitMQUnavailableError (ConnectionError)   the broker connection is closed or down
+    ├── StateBackendError                        a stored value this data layer did not write
+    │   ├── StateArgumentError (ValueError)      an argument out of range or of the wrong form
+    │   ├── StateArgumentTypeError (TypeError)   an argument (or the value under a key) mistyped
     │   └── StateBackendUnavailableError (ConnectionError)   Redis did not answer
     ├── EventBusError
+    │   ├── EventArgumentError (ValueError)      an argument out of range or of the wrong form
+    │   ├── EventArgumentTypeError (TypeError)   an argument of the wrong type
     │   ├── EventSerializationError (TypeError)  payload is not JSON-serialisable
     │   ├── EventTooLargeError (ValueError)      encoded event over max_event_bytes
     │   ├── BusClosedError (RuntimeError)        publish after close()
     │   ├── PublishError (ConnectionError)       the broker did not confirm in time
     │   ├── HandlerTimeoutError (TimeoutError)   a handler ran past handler_timeout_s
-    │   └── MalformedEventError (ValueError)     a message is not our event envelope
-    └── VectorIndexError
-        ├── DimensionMismatchError (ValueError)  vector of the wrong length
-        ├── InvalidVectorError (ValueError)      NaN, inf or zero vector
-        ├── InvalidIdentifierError (ValueError)  bad namespace, id or metadata
-        ├── InvalidQueryError (ValueError)       bad top_k or metadata filter
-        ├── SnapshotCorruptError                 a snapshot failed verification on load
-        ├── IndexLockedError                     another process writes this index directory
-        ├── ReadOnlyIndexError (RuntimeError)    a write on an index opened read_only=True
-        └── VectorStoreUnavailableError (RuntimeError)  Postgres cannot serve the vector store
-                                                 (no pgvector, a dimension it cannot index)
+    │   ├── MalformedEventError (ValueError)     a message is not our event envelope
+    │   └── StreamOverflowError (RuntimeError)   an event stream's reader fell too far behind
+    ├── VectorIndexError
+    │   ├── DimensionMismatchError (ValueError)  vector of the wrong length
+    │   ├── InvalidVectorError (ValueError)      NaN, inf or zero vector
+    │   ├── InvalidIdentifierError (ValueError)  bad namespace, id or metadata
+    │   ├── InvalidQueryError (ValueError)       bad top_k or metadata filter
+    │   ├── SnapshotCorruptError                 a snapshot failed verification on load
+    │   ├── IndexLockedError                     another process writes this index directory
+    │   ├── ReadOnlyIndexError (RuntimeError)    a write on an index opened read_only=True
+    │   └── VectorStoreUnavailableError (RuntimeError)  Postgres cannot serve the vector store
+    │                                            (no pgvector, a dimension it cannot index)
+    └── DatabaseError
+        ├── DatabaseConnectionError (ConnectionError)   Postgres unreachable or the connection lost
+        ├── DatabaseNotConnectedError (RuntimeError)    a query before connect() or after close()
+        ├── QueryParameterError (ValueError)            a named parameter missing or extra
+        ├── SqlIdentifierError (ValueError)             a table or column name that is not plain
+        ├── TransactionError (RuntimeError)             misuse of a transaction (VACUUM inside one)
+        ├── BackendAlreadyRegisteredError (ValueError)  register_backend on a taken name
+        ├── QueryError                                  Postgres refused a statement
+        │   ├── QuerySyntaxError (ValueError)           a syntax or name error in the SQL
+        │   ├── UndefinedTableError (LookupError)       the table does not exist
+        │   ├── InvalidParameterValueError (ValueError) a parameter value of the wrong type
+        │   ├── IntegrityConstraintError (ValueError)   a constraint refused the row
+        │   │   └── UniqueViolationError                a unique key is taken
+        │   └── StatementTimeoutError (TimeoutError)    cancelled by a statement or command timeout
+        └── MigrationError
+            ├── MigrationFileError (ValueError)         a migration file's name or content is bad
+            ├── MigrationChecksumError                  an applied file was changed afterwards
+            └── MigrationFailedError                    a migration's SQL failed; rolled back
+
+The argument errors (``StateArgumentError``, ``EventArgumentError`` and their ``TypeError``
+twins, and the vector index's ``ValueError`` branch) are the caller's fault: the web layer
+answers them with 422. Every other error is the server's, and a 500 or 503.
 """
 
 from __future__ import annotations
@@ -41,31 +70,56 @@ from collections.abc import Sequence
 from typing import Self
 
 __all__ = [
+    "BackendAlreadyRegisteredError",
     "BackendClosedError",
     "BackendNotConfiguredError",
     "BusClosedError",
     "ConfigurationError",
     "DataLayerError",
+    "DatabaseConnectionError",
+    "DatabaseError",
+    "DatabaseNotConnectedError",
     "DeclarationError",
     "DimensionMismatchError",
+    "EmbeddedPostgresError",
+    "EventArgumentError",
+    "EventArgumentTypeError",
     "EventBusError",
     "EventSerializationError",
     "EventTooLargeError",
     "HandlerTimeoutError",
     "IndexLockedError",
+    "IntegrityConstraintError",
     "InvalidIdentifierError",
+    "InvalidParameterValueError",
     "InvalidQueryError",
     "InvalidVectorError",
     "LifecycleError",
     "MalformedEventError",
+    "MigrationChecksumError",
+    "MigrationError",
+    "MigrationFailedError",
+    "MigrationFileError",
     "NotStartedError",
     "PublishError",
+    "QueryError",
+    "QueryParameterError",
+    "QuerySyntaxError",
+    "RabbitMQUnavailableError",
     "ReadOnlyIndexError",
     "ResourceStartError",
     "ResourceStopError",
     "SnapshotCorruptError",
+    "SqlIdentifierError",
+    "StateArgumentError",
+    "StateArgumentTypeError",
     "StateBackendError",
     "StateBackendUnavailableError",
+    "StatementTimeoutError",
+    "StreamOverflowError",
+    "TransactionError",
+    "UndefinedTableError",
+    "UniqueViolationError",
     "UnitGraphError",
     "VectorIndexError",
     "VectorStoreUnavailableError",
@@ -117,6 +171,10 @@ class NotStartedError(LifecycleError, RuntimeError):
     """The data layer was used before ``start()``."""
 
 
+class EmbeddedPostgresError(LifecycleError):
+    """The embedded Postgres server (or its ``initdb``) did not start or stop cleanly."""
+
+
 class BackendNotConfiguredError(DataLayerError, LookupError):
     """The configured deployment mode does not start this backend."""
 
@@ -125,8 +183,23 @@ class BackendClosedError(DataLayerError, RuntimeError):
     """A call was made on a backend after ``close()``."""
 
 
+class RabbitMQUnavailableError(DataLayerError, ConnectionError):
+    """The connection to the broker is closed, or down while it reconnects."""
+
+
 class StateBackendError(DataLayerError):
-    """Root of the state backend errors that are not argument errors."""
+    """Root of the state backend errors; raised itself for a stored value another program
+    wrote (the data layer cannot read it back)."""
+
+
+class StateArgumentError(StateBackendError, ValueError):
+    """An argument of a state backend call is out of range or of the wrong form (an empty
+    key, a ttl <= 0, a value over ``max_value_bytes``); nothing was stored."""
+
+
+class StateArgumentTypeError(StateBackendError, TypeError):
+    """An argument of a state backend call has the wrong type (a value JSON cannot encode,
+    an amount that is not an int), or ``increment`` found a non-integer under the key."""
 
 
 class StateBackendUnavailableError(StateBackendError, ConnectionError):
@@ -135,6 +208,16 @@ class StateBackendUnavailableError(StateBackendError, ConnectionError):
 
 class EventBusError(DataLayerError):
     """Root of the event bus errors."""
+
+
+class EventArgumentError(EventBusError, ValueError):
+    """An argument of an event call is out of range or of the wrong form (a malformed
+    pattern or event type, a naive timestamp, a concurrency < 1); nothing was sent."""
+
+
+class EventArgumentTypeError(EventBusError, TypeError):
+    """An argument of an event call has the wrong type (a payload that is not a mapping,
+    a handler that is not callable, a pattern that is not a str)."""
 
 
 class EventSerializationError(EventBusError, TypeError):
@@ -159,6 +242,10 @@ class HandlerTimeoutError(EventBusError, TimeoutError):
 
 class MalformedEventError(EventBusError, ValueError):
     """A message body is not a valid event envelope (not JSON, a field missing or mistyped)."""
+
+
+class StreamOverflowError(EventBusError, RuntimeError):
+    """The reader of an event stream fell more than its buffer behind; the stream ends."""
 
 
 class VectorIndexError(DataLayerError):
@@ -211,3 +298,112 @@ class VectorStoreUnavailableError(VectorIndexError, RuntimeError):
     The message names the server (password masked), the pgvector version found and the way
     out (install pgvector, or ``VECTORS__BACKEND=faiss``).
     """
+
+
+class DatabaseError(DataLayerError):
+    """Root of the database module's errors (``app.database``)."""
+
+
+class DatabaseConnectionError(DatabaseError, ConnectionError):
+    """Postgres could not be reached, or the connection was lost during a statement."""
+
+
+class DatabaseNotConnectedError(DatabaseError, RuntimeError):
+    """A query on a client before ``connect()`` or after ``close()``."""
+
+
+class QueryParameterError(DatabaseError, ValueError):
+    """The named parameters given do not match the ones the query uses."""
+
+    def __init__(
+        self, message: str, *, missing: Sequence[str] = (), extra: Sequence[str] = ()
+    ) -> None:
+        self.missing = tuple(missing)
+        self.extra = tuple(extra)
+        super().__init__(message)
+
+
+class SqlIdentifierError(DatabaseError, ValueError):
+    """A table or column name is not a plain SQL identifier (refused, never interpolated)."""
+
+
+class TransactionError(DatabaseError, RuntimeError):
+    """A transaction was misused: a statement that cannot run inside one, or use after its end."""
+
+
+class BackendAlreadyRegisteredError(DatabaseError, ValueError):
+    """``register_backend`` was called with a name already taken (pass ``replace=True``)."""
+
+
+class QueryError(DatabaseError):
+    """Postgres refused a statement. The driver's error is ``__cause__``; the facts are fields."""
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        operation: str,
+        table: str | None = None,
+        sqlstate: str | None = None,
+        constraint: str | None = None,
+    ) -> None:
+        self.operation = operation
+        self.table = table
+        self.sqlstate = sqlstate
+        self.constraint = constraint
+        super().__init__(message)
+
+
+class QuerySyntaxError(QueryError, ValueError):
+    """The SQL has a syntax error, or names a column or function that does not exist."""
+
+
+class UndefinedTableError(QueryError, LookupError):
+    """The statement names a table (or view) that does not exist."""
+
+
+class InvalidParameterValueError(QueryError, ValueError):
+    """A parameter's value cannot be sent as the type the statement needs."""
+
+
+class IntegrityConstraintError(QueryError, ValueError):
+    """A constraint (not null, foreign key, check, unique, exclusion) refused the row."""
+
+
+class UniqueViolationError(IntegrityConstraintError):
+    """A unique (or primary) key already holds the value."""
+
+
+class StatementTimeoutError(QueryError, TimeoutError):
+    """The statement was cancelled by ``statement_timeout`` or the client's command timeout."""
+
+
+class MigrationError(DatabaseError):
+    """Root of the schema migration errors."""
+
+
+class MigrationFileError(MigrationError, ValueError):
+    """A migration file has a bad name, a duplicate version, or cannot be read."""
+
+
+class MigrationChecksumError(MigrationError):
+    """An applied migration file was changed after it was applied."""
+
+    def __init__(self, file: str, applied_checksum: str, current_checksum: str) -> None:
+        self.file = file
+        self.applied_checksum = applied_checksum
+        self.current_checksum = current_checksum
+        super().__init__(
+            f"migration {file} was changed after it was applied: the ledger has checksum "
+            f"{applied_checksum}, the file now has {current_checksum}; restore the file, or "
+            "after review accept the new one with `python -m app migrate repair`"
+        )
+
+
+class MigrationFailedError(MigrationError):
+    """A migration file's SQL failed; its transaction (with its ledger row) was rolled back."""
+
+    def __init__(self, file: str, cause: BaseException) -> None:
+        self.file = file
+        detail = str(cause) or type(cause).__name__
+        super().__init__(f"migration {file} failed: {detail}")

@@ -6,12 +6,15 @@ from settings.enums import (
     EmbeddedPostgres,
     EventBusKind,
     LogFormat,
+    MigrateMode,
+    RateLimitOnError,
     VectorsBackend,
 )
 from settings.model import Settings, env_name, load_settings
 from settings.secrets import mask_url, mask_urls
 from settings.sections import (
     ApiSettings,
+    DatabaseSettings,
     ElasticsearchSettings,
     EventsSettings,
     FaissSettings,
@@ -26,6 +29,7 @@ from settings.sections import (
 __all__ = [
     "ApiAuth",
     "ApiSettings",
+    "DatabaseSettings",
     "DeploymentMode",
     "ElasticsearchSettings",
     "EmbeddedPostgres",
@@ -34,8 +38,10 @@ __all__ = [
     "FaissSettings",
     "LogFormat",
     "LogSettings",
+    "MigrateMode",
     "PostgresSettings",
     "RabbitMQSettings",
+    "RateLimitOnError",
     "RedisSettings",
     "Settings",
     "StateSettings",

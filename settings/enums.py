@@ -10,6 +10,8 @@ __all__ = [
     "EmbeddedPostgres",
     "EventBusKind",
     "LogFormat",
+    "MigrateMode",
+    "RateLimitOnError",
     "VectorsBackend",
 ]
 
@@ -57,3 +59,17 @@ class VectorsBackend(StrEnum):
     AUTO = "auto"
     FAISS = "faiss"
     PGVECTOR = "pgvector"
+
+
+class RateLimitOnError(StrEnum):
+    """What the API does when the rate limiter's state backend fails (Redis down)."""
+
+    DENY = "deny"  # refuse with 503 and Retry-After: no request goes unlimited
+    ALLOW = "allow"  # let the request through unlimited, logging each one as an error
+
+
+class MigrateMode(StrEnum):
+    """Whether the schema migrations run when the database client starts."""
+
+    AUTO = "auto"
+    OFF = "off"

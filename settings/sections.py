@@ -9,11 +9,19 @@ from typing import Annotated, Any, ClassVar, Literal
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
 from pydantic_settings import NoDecode
 
-from settings.enums import ApiAuth, EmbeddedPostgres, LogFormat, VectorsBackend
+from settings.enums import (
+    ApiAuth,
+    EmbeddedPostgres,
+    LogFormat,
+    MigrateMode,
+    RateLimitOnError,
+    VectorsBackend,
+)
 from settings.secrets import mask_url, url_component, url_host
 
 __all__ = [
     "ApiSettings",
+    "DatabaseSettings",
     "ElasticsearchSettings",
     "EventsSettings",
     "FaissSettings",
@@ -25,7 +33,8 @@ __all__ = [
     "VectorsSettings",
 ]
 
-MiB = 1024 * 1024
+KiB = 1024
+MiB = 1024 * KiB
 PositiveSeconds = Annotated[float, Field(gt=0, allow_inf_nan=False)]
 
 
@@ -86,6 +95,11 @@ class PostgresSettings(Section):
     application_name: str = Field(default="datalayer", max_length=63)
     connect_timeout_s: PositiveSeconds = 10.0
     command_timeout_s: PositiveSeconds = 30.0
+    # Schema migrations at start (app.database.migrations, then migration_dirs in order).
+    migrate: MigrateMode = MigrateMode.AUTO
+    migration_dirs: Annotated[list[Path], NoDecode] = Field(default_factory=list)
+
+    _split_migration_dirs = field_validator("migration_dirs", mode="before")(split_list)
 
     @model_validator(mode="after")
     def _pool_bounds(self) -> PostgresSettings:
@@ -115,6 +129,15 @@ class PostgresSettings(Section):
     def address(self) -> str:
         """Where Postgres is, with any password masked."""
         return mask_url(self.connection_dsn().get_secret_value())
+
+
+class DatabaseSettings(Section):
+    """``DATABASE__*``: the database client (``app.database``)."""
+
+    # A name in app.database's backend registry; checked when the client starts.
+    backend: str = Field(default="postgres", min_length=1)
+    # execute_many sends batches of at least this many plain-insert rows through COPY.
+    copy_min_rows: int = Field(default=1000, gt=0)
 
 
 class ElasticsearchSettings(Section):
@@ -241,6 +264,13 @@ class ApiSettings(Section):
 
     # Requests up to this size are read; a bigger body is a 413 before it is buffered.
     max_body_bytes: int = Field(default=64 * MiB, gt=0)
+    # The request line and headers together; more is a 431 before they are buffered (only
+    # under `python -m app serve`, whose HTTP protocol counts them).
+    max_header_bytes: int = Field(default=64 * KiB, ge=KiB)
+    # The longest wait for the next piece of a declared request body: then a 408.
+    body_read_timeout_s: PositiveSeconds = 30.0
+    # When the rate limiter's state backend fails: deny (503 + Retry-After) or allow (logged).
+    rate_limit_on_error: RateLimitOnError = RateLimitOnError.DENY
 
     _split_tokens = field_validator("tokens", mode="before")(split_list)
 

@@ -143,5 +143,7 @@ async def test_openapi_declares_the_bearer_token_on_v1_routes(overridden_contain
     assert scheme == {"type": "http", "scheme": "bearer"}
     for path, operations in schema["paths"].items():
         for operation in operations.values():
-            expected = [{"bearerAuth": []}] if path.startswith("/v1/") else None
+            expected: list[dict[str, list[str]]] | None = (
+                [{"bearerAuth": []}] if path.startswith("/v1/") else None
+            )
             assert operation.get("security") == expected, path

@@ -161,7 +161,7 @@ async def test_a_current_version_manifest_with_sha256_entries_is_refused(tmp_pat
     ],
 )
 async def test_shard_entries_must_match_the_count_and_the_files(
-    tmp_path: Path, edit: Callable[[list[dict[str, Any]]], object], reason: str
+    tmp_path: Path, edit: Callable[[list[dict[str, Any]]], None], reason: str
 ) -> None:
     """Shard entries whose rows or files disagree with the manifest's count are refused."""
     await save_alpha(tmp_path)
