@@ -121,7 +121,7 @@ async def _shape(dimension: int, quick: bool, workdir: Path) -> list[Measurement
         # What a thin wrapper keeping string ids does: labels for the rows, a dict back to ids.
         mapped = faiss.IndexIDMap2(faiss.IndexFlatIP(dimension))
         labels = {vector_id: label for label, vector_id in enumerate(ids)}
-        mapped.add_with_ids(unit, np.fromiter(labels.values(), np.int64, len(labels)))  # type: ignore[call-arg]
+        mapped.add_with_ids(unit, np.fromiter(labels.values(), np.int64, len(labels)))
 
     idmap_ms = _best_ms(idmap_add, 1, 2 if quick else 4)
     rows.append(

@@ -43,6 +43,7 @@ def settings_through(
     """distributed settings whose Redis is reached through ``proxy``."""
     return load_settings(
         deployment_mode="distributed",
+        vectors={"backend": "faiss"},  # the loopback Postgres 15 has no pgvector
         data_dir=tmp_path / "data",
         redis={"url": f"redis://127.0.0.1:{proxy.port}/0", "socket_timeout_s": 2},
         postgres={"dsn": postgres_dsn},
