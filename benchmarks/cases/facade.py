@@ -91,6 +91,8 @@ async def facade_case(config: BenchConfig) -> list[Measurement]:
             rabbitmq={"url": config.rabbitmq_url, "exchange": name},
             state={"namespace": name},
             faiss={"index_path": Path(tmp) / "faiss", "dimension": 8},
+            # the loopback Postgres 15 has no pgvector
+            vectors={"backend": "faiss"},
             log={"level": "WARNING"},
         )
         # Made directly with the same options as the resources, so only the hand-out differs.
