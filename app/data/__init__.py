@@ -21,6 +21,7 @@ from app.data.errors import (
     TransferError,
     UnsafeXMLError,
 )
+from app.data.sessions import SessionConfig, SessionData, SessionManager
 from app.data.units import (
     DataUnitBase,
     DataUnitConfig,
@@ -53,8 +54,11 @@ __all__ = [
     "InvalidSessionError",
     "MalformedImportError",
     "MissingExtraError",
+    "SessionConfig",
+    "SessionData",
     "SessionError",
     "SessionLimitError",
+    "SessionManager",
     "SessionNotFoundError",
     "StreamOverflowError",
     "StreamSubscription",

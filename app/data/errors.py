@@ -154,8 +154,11 @@ class MalformedImportError(TransferError, ValueError):
         if field is not None:
             where.append(f"field {field!r}")
         prefix = ", ".join(where)
-        super().__init__(f"{prefix}: {reason}; nothing was imported" if prefix else
-                         f"{reason}; nothing was imported")
+        super().__init__(
+            f"{prefix}: {reason}; nothing was imported"
+            if prefix
+            else f"{reason}; nothing was imported"
+        )
 
 
 class UnsafeXMLError(MalformedImportError):

@@ -104,6 +104,12 @@ class RedisStateBackend:
         self._increment = load_script("increment")
         self._session_touch = load_script("session_touch")
 
+    @property
+    def client(self) -> Redis:
+        """The Redis client this backend uses (owned by the caller), for stores that share
+        its connection pool and namespace (the session store)."""
+        return self._redis
+
     # -- plumbing --------------------------------------------------------------------------
 
     def _check_open(self) -> None:

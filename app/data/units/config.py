@@ -47,12 +47,12 @@ class DataUnitConfig:
             raise DataUnitConfigError(
                 f"data_type must be one of {known}; got {self.data_type!r}"
             ) from None
-        if isinstance(self.cache_size, bool) or not isinstance(self.cache_size, int) or (
-            self.cache_size < 1
+        if (
+            isinstance(self.cache_size, bool)
+            or not isinstance(self.cache_size, int)
+            or (self.cache_size < 1)
         ):
-            raise DataUnitConfigError(
-                f"cache_size must be an int >= 1; got {self.cache_size!r}"
-            )
+            raise DataUnitConfigError(f"cache_size must be an int >= 1; got {self.cache_size!r}")
         try:
             "".encode(self.encoding)
         except LookupError:
