@@ -1,5 +1,10 @@
 """Data infrastructure: data units, sessions, conversation history, export and import."""
 
+from app.data.conversations import (
+    ConversationHistoryUnit,
+    ConversationMessage,
+    ConversationQuery,
+)
 from app.data.errors import (
     ConversationError,
     ConversationStoreError,
@@ -35,6 +40,9 @@ from app.data.units import (
 
 __all__ = [
     "ConversationError",
+    "ConversationHistoryUnit",
+    "ConversationMessage",
+    "ConversationQuery",
     "ConversationStoreError",
     "DataUnitBase",
     "DataUnitClosedError",
