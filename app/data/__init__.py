@@ -27,6 +27,7 @@ from app.data.errors import (
     UnsafeXMLError,
 )
 from app.data.sessions import SessionConfig, SessionData, SessionManager
+from app.data.transfer import ExportFormat, ExportManager, ImportCounts, ImportManager
 from app.data.units import (
     DataUnitBase,
     DataUnitConfig,
@@ -57,7 +58,11 @@ __all__ = [
     "DataUnitString",
     "DataUnitType",
     "DataUnitTypeError",
+    "ExportFormat",
+    "ExportManager",
     "FieldMappingError",
+    "ImportCounts",
+    "ImportManager",
     "InvalidConversationError",
     "InvalidSessionError",
     "MalformedImportError",

@@ -157,6 +157,14 @@ class SessionManager:
         )
         return None if stored is None else stored.to_data()
 
+    async def peek_session(self, session_id: str) -> SessionData | None:
+        """The live session without restarting its idle timer (for exports and admin reads)."""
+        self._check_open()
+        stored = await self.store.peek(
+            check_session_id(session_id), timeout_us=self.config.timeout_us
+        )
+        return None if stored is None else stored.to_data()
+
     async def update_session(self, session_id: str, changes: dict[str, Any]) -> SessionData:
         """Merge ``changes`` into the session's metadata and restart its idle timer (SM4)."""
         self._check_open()

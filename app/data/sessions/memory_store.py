@@ -123,6 +123,12 @@ class InMemorySessionStore:
         self._by_user[entry.user_id].move_to_end(session_id)
         return self._stored(session_id, entry)
 
+    async def peek(self, session_id: str, *, timeout_us: int) -> StoredSession | None:
+        entry = self._entries.get(session_id)
+        if entry is None or entry.last_us <= self._now() - timeout_us:
+            return None
+        return self._stored(session_id, entry)
+
     async def delete(self, session_id: str, *, timeout_us: int) -> bool:
         now = self._now()
         entry = self._remove(session_id)

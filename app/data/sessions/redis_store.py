@@ -134,6 +134,20 @@ class RedisSessionStore:
         )
         return None if reply is None else _parse(session_id, reply)
 
+    async def peek(self, session_id: str, *, timeout_us: int) -> StoredSession | None:
+        # One HGETALL: a missing hash is an expired or deleted session (Redis expires it).
+        try:
+            flat = await self._redis.execute_command(  # type: ignore[no-untyped-call]
+                "HGETALL", self._session_prefix + session_id
+            )
+        except (RedisConnectionError, RedisTimeoutError) as exc:
+            raise StateBackendUnavailableError(f"Redis did not answer HGETALL: {exc}") from exc
+        if not flat:
+            return None
+        if isinstance(flat, dict):
+            flat = [item for pair in flat.items() for item in pair]
+        return _parse(session_id, flat)
+
     async def delete(self, session_id: str, *, timeout_us: int) -> bool:
         live = await self._run(
             self._delete,

@@ -48,6 +48,10 @@ class SessionStore(Protocol):
         """If live: merge ``changes``, mark active now, renew the expiry; else None."""
         ...
 
+    async def peek(self, session_id: str, *, timeout_us: int) -> StoredSession | None:
+        """The live session without touching it (no change to its activity or expiry)."""
+        ...
+
     async def delete(self, session_id: str, *, timeout_us: int) -> bool:
         """Remove the session and its index entries; True iff it was live."""
         ...
