@@ -6,6 +6,7 @@ from dependency_injector import containers, providers
 
 from containers.backends import BackendsContainer
 from containers.core import CoreContainer
+from containers.data import DataContainer
 from containers.events import EventsContainer
 from containers.state import StateContainer
 from containers.vectors import VectorsContainer
@@ -18,7 +19,8 @@ class Container(containers.DeclarativeContainer):
     """Everything an application needs to talk to its data.
 
     Override the public providers (``settings``, ``redis``, ``postgres``, ``elasticsearch``,
-    ``rabbitmq``, ``state_backend``, ``event_bus``, ``vectors``) with fakes in tests; an
+    ``rabbitmq``, ``state_backend``, ``event_bus``, ``vectors``, ``session_manager``,
+    ``conversation_history``) with fakes in tests; an
     overridden provider's real resource is never started by the lifecycle.
     """
 
@@ -44,6 +46,17 @@ class Container(containers.DeclarativeContainer):
 
     vector_layer = providers.Container(VectorsContainer, settings=core.settings)
     vectors = vector_layer.index
+
+    data_layer = providers.Container(
+        DataContainer,
+        settings=core.settings,
+        state_backend=state_layer.backend,
+        postgres=backends.postgres,
+    )
+    session_manager = data_layer.session_manager
+    conversation_history = data_layer.conversation_history
+    export_manager = data_layer.export_manager
+    import_manager = data_layer.import_manager
 
 
 def create_container(settings: Settings | None = None) -> Container:

@@ -35,6 +35,8 @@ PINGS: dict[str, Callable[[Any], Awaitable[object]]] = {
     "state": _ping_method,
     "events": _ping_method,
     "vectors": _ping_method,
+    "sessions": _ping_method,
+    "conversations": _ping_method,
 }
 
 
@@ -159,6 +161,30 @@ def resource_units(container: Container, settings: Settings) -> list[ResourceUni
                 ("logging",),
                 PINGS["vectors"],
                 stop_timeout_s=VECTORS_STOP_TIMEOUT_S,
+            ),
+        ),
+    ]
+    candidates += [
+        (
+            True,
+            container.session_manager,
+            ResourceUnit(
+                "sessions",
+                container.session_manager,
+                settings.redis.address() if distributed else "memory",
+                ("logging", "state"),
+                PINGS["sessions"],
+            ),
+        ),
+        (
+            True,
+            container.conversation_history,
+            ResourceUnit(
+                "conversations",
+                container.conversation_history,
+                f"{_postgres_address(settings)} table {settings.conversations.table}",
+                ("logging", "postgres"),
+                PINGS["conversations"],
             ),
         ),
     ]

@@ -1,5 +1,6 @@
 """Typed settings of the data layer, read from the environment and ``.env``."""
 
+from settings.data import ConversationsSettings, SessionsSettings
 from settings.enums import ApiAuth, DeploymentMode, EmbeddedPostgres, EventBusKind, LogFormat
 from settings.model import Settings, env_name, load_settings
 from settings.secrets import mask_url, mask_urls
@@ -18,6 +19,7 @@ from settings.sections import (
 __all__ = [
     "ApiAuth",
     "ApiSettings",
+    "ConversationsSettings",
     "DeploymentMode",
     "ElasticsearchSettings",
     "EmbeddedPostgres",
@@ -29,6 +31,7 @@ __all__ = [
     "PostgresSettings",
     "RabbitMQSettings",
     "RedisSettings",
+    "SessionsSettings",
     "Settings",
     "StateSettings",
     "env_name",

@@ -18,10 +18,21 @@ def names(**overrides: object) -> dict[str, tuple[str, ...]]:
 
 
 def test_single_node_starts_no_redis_and_no_rabbitmq(tmp_path: Path) -> None:
-    """single_node + inprocess starts logging, embedded Postgres, memory state, bus, vectors."""
+    """single_node + inprocess starts logging, embedded Postgres, memory state, bus, vectors,
+    and the sessions and conversations on them."""
     units = names(data_dir=tmp_path)
-    assert list(units) == ["logging", "postgres", "state", "events", "vectors"]
+    assert list(units) == [
+        "logging",
+        "postgres",
+        "state",
+        "events",
+        "vectors",
+        "sessions",
+        "conversations",
+    ]
     assert units["state"] == ("logging",)
+    assert units["sessions"] == ("logging", "state")
+    assert units["conversations"] == ("logging", "postgres")
 
 
 def test_distributed_with_rabbitmq_starts_everything_in_dependency_order() -> None:
@@ -31,7 +42,17 @@ def test_distributed_with_rabbitmq_starts_everything_in_dependency_order() -> No
         event_bus="rabbitmq",
         rabbitmq={"url": "amqp://guest:guest@127.0.0.1:5672/"},
     )
-    assert set(units) == {"logging", "redis", "postgres", "rabbitmq", "state", "events", "vectors"}
+    assert set(units) == {
+        "logging",
+        "redis",
+        "postgres",
+        "rabbitmq",
+        "state",
+        "events",
+        "vectors",
+        "sessions",
+        "conversations",
+    }
     assert units["state"] == ("logging", "redis")
     assert units["events"] == ("logging", "rabbitmq")
 
@@ -42,14 +63,22 @@ def test_elasticsearch_only_when_hosts_are_set() -> None:
     assert "elasticsearch" in names(elasticsearch={"hosts": ["http://127.0.0.1:9200"]})
 
 
-@pytest.mark.parametrize("public", ["state_backend", "event_bus", "vectors", "redis"])
+@pytest.mark.parametrize(
+    "public",
+    ["state_backend", "event_bus", "vectors", "redis", "session_manager", "conversation_history"],
+)
 def test_overridden_providers_are_not_started(public: str) -> None:
     """A provider overridden with a fake is left out, and nothing waits for it."""
     settings = load_settings(deployment_mode="distributed")
     container = create_container(settings)
     getattr(container, public).override(providers.Object(object()))
     units = {unit.name: unit for unit in resource_units(container, settings)}
-    unit_name = {"state_backend": "state", "event_bus": "events"}.get(public, public)
+    unit_name = {
+        "state_backend": "state",
+        "event_bus": "events",
+        "session_manager": "sessions",
+        "conversation_history": "conversations",
+    }.get(public, public)
     assert unit_name not in units
     assert all(unit_name not in unit.depends_on for unit in units.values())
 

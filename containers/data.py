@@ -1,0 +1,82 @@
+"""The data layer: sessions on the state backend, conversation history on Postgres, transfer.
+
+``session_manager`` runs its expired-session cleanup every ``SESSIONS__CLEANUP_INTERVAL_S``
+while started; ``conversation_history`` creates its table if the migrations have not. Both are
+Resources the lifecycle starts after what they stand on (units ``sessions`` and
+``conversations``); override either with ``providers.Object(...)`` in tests.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+
+import asyncpg
+from dependency_injector import containers, providers
+
+from app.data import (
+    ConversationHistoryUnit,
+    ExportManager,
+    ImportManager,
+    SessionConfig,
+    SessionManager,
+)
+from app.state import StateBackend
+from settings import Settings
+
+__all__ = ["DataContainer", "conversation_history", "session_config", "session_manager"]
+
+
+def session_config(settings: Settings) -> SessionConfig:
+    """``SESSIONS__*`` as a SessionConfig."""
+    section = settings.sessions
+    return SessionConfig(
+        session_timeout=section.timeout_s,
+        cleanup_interval=section.cleanup_interval_s,
+        max_sessions=section.max_sessions,
+        max_sessions_per_user=section.max_sessions_per_user,
+        policy=section.policy,
+        max_metadata_bytes=section.max_metadata_bytes,
+    )
+
+
+async def session_manager(
+    settings: Settings, state: StateBackend
+) -> AsyncIterator[SessionManager]:
+    """A SessionManager on the state backend's store, its periodic cleanup running until stop."""
+    manager = SessionManager(session_config(settings), backend=state)
+    await manager.initialize()
+    try:
+        yield manager
+    finally:
+        await manager.shutdown()
+
+
+async def conversation_history(
+    settings: Settings, postgres: asyncpg.Pool
+) -> AsyncIterator[ConversationHistoryUnit]:
+    """The history unit on the Postgres pool, its table created if missing."""
+    history = ConversationHistoryUnit(
+        postgres,
+        settings.conversations.table,
+        max_field_bytes=settings.conversations.max_field_bytes,
+    )
+    await history.initialize()
+    try:
+        yield history
+    finally:
+        await history.shutdown()
+
+
+class DataContainer(containers.DeclarativeContainer):
+    """Sessions, conversations, and the export/import managers over them."""
+
+    settings = providers.Dependency(instance_of=Settings)
+    state_backend: providers.Dependency[StateBackend] = providers.Dependency()
+    postgres: providers.Dependency[asyncpg.Pool] = providers.Dependency()
+
+    session_manager = providers.Resource(session_manager, settings, state_backend)
+    conversation_history = providers.Resource(conversation_history, settings, postgres)
+    export_manager = providers.Factory(
+        ExportManager, history=conversation_history, sessions=session_manager
+    )
+    import_manager = providers.Factory(ImportManager, history=conversation_history)
