@@ -42,11 +42,13 @@ async def check() -> int:
     """Start the lifecycle, print the readiness table, exit non-zero if anything is not ready.
 
     A probe beside a running ``serve``: the vector index is only loaded and verified, read-only
-    (no writer lock, no autosave, no save at stop), so the index directory is left unchanged.
+    (no writer lock, no autosave, no save at stop), so the index directory is left unchanged;
+    the conversations table is not created.
     """
     cancel_on_sigterm()
     container = create_container(load_settings())
     container.vector_layer.read_only.override(providers.Object(True))
+    container.data_layer.create_tables.override(providers.Object(False))
     async with build_lifecycle(container) as lifecycle:
         results = await check_readiness(lifecycle)
     print(readiness_table(results))

@@ -39,9 +39,7 @@ def session_config(settings: Settings) -> SessionConfig:
     )
 
 
-async def session_manager(
-    settings: Settings, state: StateBackend
-) -> AsyncIterator[SessionManager]:
+async def session_manager(settings: Settings, state: StateBackend) -> AsyncIterator[SessionManager]:
     """A SessionManager on the state backend's store, its periodic cleanup running until stop."""
     manager = SessionManager(session_config(settings), backend=state)
     await manager.initialize()
@@ -52,15 +50,19 @@ async def session_manager(
 
 
 async def conversation_history(
-    settings: Settings, postgres: asyncpg.Pool
+    settings: Settings, postgres: asyncpg.Pool, create_tables: bool = True
 ) -> AsyncIterator[ConversationHistoryUnit]:
-    """The history unit on the Postgres pool, its table created if missing."""
+    """The history unit on the Postgres pool, its table created if missing (unless
+    ``create_tables`` is False: ``python -m app check`` writes nothing)."""
     history = ConversationHistoryUnit(
         postgres,
         settings.conversations.table,
         max_field_bytes=settings.conversations.max_field_bytes,
     )
-    await history.initialize()
+    if create_tables:
+        await history.initialize()
+    else:
+        await history.ping()
     try:
         yield history
     finally:
@@ -74,8 +76,12 @@ class DataContainer(containers.DeclarativeContainer):
     state_backend: providers.Dependency[StateBackend] = providers.Dependency()
     postgres: providers.Dependency[asyncpg.Pool] = providers.Dependency()
 
+    create_tables = providers.Object(True)
+
     session_manager = providers.Resource(session_manager, settings, state_backend)
-    conversation_history = providers.Resource(conversation_history, settings, postgres)
+    conversation_history = providers.Resource(
+        conversation_history, settings, postgres, create_tables
+    )
     export_manager = providers.Factory(
         ExportManager, history=conversation_history, sessions=session_manager
     )

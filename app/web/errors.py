@@ -14,6 +14,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.routing import Match, Route
 from starlette.types import Scope
 
+from app.data.errors import ConversationStoreError, SessionLimitError
 from app.errors import (
     BackendClosedError,
     BackendNotConfiguredError,
@@ -83,6 +84,8 @@ STATUS_BY_ERROR: tuple[tuple[type[BaseException], int, str], ...] = (
     (PublishError, 503, "publish_failed"),
     (StateBackendUnavailableError, 503, "state_unavailable"),
     (EventTooLargeError, 413, "too_large"),
+    (SessionLimitError, 409, "session_limit"),
+    (ConversationStoreError, 503, "database_unavailable"),
     (ValueError, 422, "invalid_input"),
     (TypeError, 422, "invalid_input"),
 )
@@ -101,6 +104,7 @@ PUBLIC_MESSAGES: dict[str, str] = {
     "not_started": "the backends are not started",
     "publish_failed": "the event broker did not confirm the event in time; retry later",
     "state_unavailable": "the state store is unavailable; retry later",
+    "database_unavailable": "the database failed the request; retry later",
     "internal_error": "internal error; quote the request id",
 }
 

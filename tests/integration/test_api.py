@@ -45,7 +45,14 @@ async def test_health_is_public(api: httpx.AsyncClient) -> None:
     assert live.status_code == 200
     ready = await api.get("/health/ready", headers={"Authorization": ""})
     assert ready.status_code == 200
-    assert set(ready.json()["backends"]) == {"postgres", "state", "events", "vectors"}
+    assert set(ready.json()["backends"]) == {
+        "postgres",
+        "state",
+        "events",
+        "vectors",
+        "sessions",
+        "conversations",
+    }
 
 
 async def test_vector_round_trip(api: httpx.AsyncClient) -> None:

@@ -76,7 +76,16 @@ def test_check_distributed_against_local_services(
     )
     assert result.returncode == 0, result.stderr
     names = {line.split()[0] for line in result.stdout.splitlines()[1:]}
-    assert names == {"redis", "postgres", "rabbitmq", "state", "events", "vectors"}
+    assert names == {
+        "redis",
+        "postgres",
+        "rabbitmq",
+        "state",
+        "events",
+        "vectors",
+        "sessions",
+        "conversations",
+    }
 
 
 def test_bad_configuration_exits_2_with_one_message(tmp_path: Path) -> None:

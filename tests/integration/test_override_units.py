@@ -77,7 +77,13 @@ async def test_distributed_with_state_and_bus_overridden_never_touches_redis_or_
     container = create_container(settings)
     override(container, fakes, "state_backend", "event_bus")
     async with build_lifecycle(container) as lifecycle:
-        assert set(lifecycle.started) == {"logging", "postgres", "vectors"}
+        assert set(lifecycle.started) == {
+            "logging",
+            "postgres",
+            "vectors",
+            "sessions",
+            "conversations",
+        }
         state = await get_state_backend(container)
         assert state is fakes.state
         await state.set_value("key", "value")
