@@ -1,4 +1,5 @@
-"""``python -m app serve|check``: run the service, or check every backend once and exit."""
+"""``python -m app serve|check|export|import``: run the service, check every backend once,
+or move conversations to and from files."""
 
 from __future__ import annotations
 
@@ -16,6 +17,7 @@ import uvicorn
 from dependency_injector import providers
 
 from app.errors import DataLayerError, ResourceStopError
+from app.transfer_cli import add_transfer_commands, run_export, run_import
 from containers import build_lifecycle, check_readiness, create_container, readiness_table
 from settings import load_settings
 
@@ -149,10 +151,15 @@ def main(argv: list[str] | None = None) -> int:
     commands.add_parser(
         "check", help="start every backend (the vector index read-only), print readiness, stop"
     )
+    add_transfer_commands(commands)
     args = parser.parse_args(argv)
     try:
         if args.command == "check":
             return run(check())
+        if args.command == "export":
+            return run(run_export(args))
+        if args.command == "import":
+            return run(run_import(args))
         return run(serve(args.host, args.port))
     except DataLayerError as exc:
         print(f"error: {exc}", file=sys.stderr)

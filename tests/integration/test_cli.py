@@ -50,7 +50,14 @@ def test_check_single_node_with_nothing_installed(tmp_path: Path) -> None:
     lines = result.stdout.splitlines()
     assert lines[0].split() == ["backend", "status", "latency_ms", "address", "error"]
     statuses = {line.split()[0]: line.split()[1] for line in lines[1:]}
-    assert statuses == {"postgres": "ok", "state": "ok", "events": "ok", "vectors": "ok"}
+    assert statuses == {
+        "postgres": "ok",
+        "state": "ok",
+        "events": "ok",
+        "vectors": "ok",
+        "sessions": "ok",
+        "conversations": "ok",
+    }
     assert not (tmp_path / "data" / "postgres" / "postmaster.pid").exists()
 
 
