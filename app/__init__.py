@@ -16,6 +16,7 @@ from app.errors import (
     BusClosedError,
     ConfigurationError,
     DataLayerError,
+    DeclarationError,
     DimensionMismatchError,
     EventBusError,
     EventSerializationError,
@@ -35,6 +36,7 @@ from app.errors import (
     SnapshotCorruptError,
     StateBackendError,
     StateBackendUnavailableError,
+    UnitGraphError,
     VectorIndexError,
 )
 
@@ -79,6 +81,7 @@ __all__ = [
     "DataLayer",
     "DataLayerConfig",
     "DataLayerError",
+    "DeclarationError",
     "DimensionMismatchError",
     "ElasticsearchConfig",
     "EventBus",
@@ -109,6 +112,7 @@ __all__ = [
     "StateBackend",
     "StateBackendError",
     "StateBackendUnavailableError",
+    "UnitGraphError",
     "VectorIndex",
     "VectorIndexError",
     "VectorMatch",

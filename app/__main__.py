@@ -16,10 +16,10 @@ import structlog
 import uvicorn
 from dependency_injector import providers
 
+from app.container_spec import load_container
 from app.errors import DataLayerError, ResourceStopError
 from app.transfer_cli import add_transfer_commands, run_export, run_import
-from containers import build_lifecycle, check_readiness, create_container, readiness_table
-from settings import load_settings
+from containers import build_lifecycle, check_readiness, readiness_table
 
 __all__ = ["main"]
 
@@ -40,7 +40,7 @@ def cancel_on_sigterm() -> None:
     asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, task.cancel)
 
 
-async def check() -> int:
+async def check(container_spec: str | None) -> int:
     """Start the lifecycle, print the readiness table, exit non-zero if anything is not ready.
 
     A probe beside a running ``serve``: the vector index is only loaded and verified, read-only
@@ -48,7 +48,7 @@ async def check() -> int:
     the conversations table is not created.
     """
     cancel_on_sigterm()
-    container = create_container(load_settings())
+    container = load_container(container_spec)
     container.vector_layer.read_only.override(providers.Object(True))
     container.data_layer.create_tables.override(providers.Object(False))
     async with build_lifecycle(container) as lifecycle:
@@ -85,13 +85,14 @@ class GracefulServer(uvicorn.Server):
                 loop.remove_signal_handler(sig)
 
 
-async def serve(host: str | None, port: int | None) -> int:
+async def serve(host: str | None, port: int | None, container_spec: str | None) -> int:
     """Start the backends, then serve the API until interrupted; stop everything after."""
     from app.web import create_app
 
     cancel_on_sigterm()
-    settings = load_settings()
-    app = create_app(create_container(settings), freeze_gc=True)
+    container = load_container(container_spec)
+    settings = container.settings()
+    app = create_app(container, freeze_gc=True)
     lifecycle = app.state.lifecycle
     host = settings.api.host if host is None else host
     port = settings.api.port if port is None else port
@@ -148,19 +149,26 @@ def main(argv: list[str] | None = None) -> int:
     serve_parser = commands.add_parser("serve", help="serve the HTTP API")
     serve_parser.add_argument("--host", help="bind address (default API__HOST, 127.0.0.1)")
     serve_parser.add_argument("--port", type=port_number, help="port (default API__PORT, 8000)")
-    commands.add_parser(
+    check_parser = commands.add_parser(
         "check", help="start every backend (the vector index read-only), print readiness, stop"
     )
+    for command in (serve_parser, check_parser):
+        command.add_argument(
+            "--container",
+            metavar="MODULE:FACTORY",
+            help="your container: a Container subclass, or a function of no arguments "
+            "returning one (default: containers.Container)",
+        )
     add_transfer_commands(commands)
     args = parser.parse_args(argv)
     try:
         if args.command == "check":
-            return run(check())
+            return run(check(args.container))
         if args.command == "export":
             return run(run_export(args))
         if args.command == "import":
             return run(run_import(args))
-        return run(serve(args.host, args.port))
+        return run(serve(args.host, args.port, args.container))
     except DataLayerError as exc:
         print(f"error: {exc}", file=sys.stderr)
         if isinstance(exc, ExceptionGroup):

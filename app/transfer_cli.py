@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import cast
 
 from app.data import ConversationHistoryUnit, ExportFormat, ExportManager, ImportManager
-from containers import Lifecycle, create_container, resource_units
+from containers import Lifecycle, create_container, plan
 from containers.accessors import resolve
 from settings import load_settings
 
@@ -69,7 +69,7 @@ def add_transfer_commands(commands: argparse._SubParsersAction[argparse.Argument
 async def _history() -> tuple[Lifecycle, ConversationHistoryUnit]:
     settings = load_settings()
     container = create_container(settings)
-    units = [unit for unit in resource_units(container, settings) if unit.name in UNITS]
+    units = [unit for unit in plan(container).units if unit.name in UNITS]
     lifecycle = Lifecycle(units)
     await lifecycle.start()
     history = cast(ConversationHistoryUnit, await resolve(container.conversation_history))

@@ -21,9 +21,21 @@ from app.data import (
     SessionManager,
 )
 from app.state import StateBackend
-from settings import Settings
+from containers.declarations import Managed, ping_method
+from settings import DeploymentMode, Settings
 
 __all__ = ["DataContainer", "conversation_history", "session_config", "session_manager"]
+
+
+def _sessions_address(settings: Settings) -> str:
+    if settings.deployment_mode is DeploymentMode.DISTRIBUTED:
+        return settings.redis.address()
+    return "memory"
+
+
+def _conversations_address(settings: Settings) -> str:
+    where = "embedded" if settings.embedded_postgres else settings.postgres.address()
+    return f"{where} table {settings.conversations.table}"
 
 
 def session_config(settings: Settings) -> SessionConfig:
@@ -79,8 +91,17 @@ class DataContainer(containers.DeclarativeContainer):
     create_tables = providers.Object(True)
 
     session_manager = providers.Resource(session_manager, settings, state_backend)
+    session_manager_lifecycle = Managed(
+        "session_manager", name="sessions", ping=ping_method, address=_sessions_address
+    )
     conversation_history = providers.Resource(
         conversation_history, settings, postgres, create_tables
+    )
+    conversation_history_lifecycle = Managed(
+        "conversation_history",
+        name="conversations",
+        ping=ping_method,
+        address=_conversations_address,
     )
     export_manager = providers.Factory(
         ExportManager, history=conversation_history, sessions=session_manager

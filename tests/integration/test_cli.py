@@ -57,6 +57,9 @@ def test_check_single_node_with_nothing_installed(tmp_path: Path) -> None:
         "vectors": "ok",
         "sessions": "ok",
         "conversations": "ok",
+        "redis": "disabled",
+        "elasticsearch": "disabled",
+        "rabbitmq": "disabled",
     }
     assert not (tmp_path / "data" / "postgres" / "postmaster.pid").exists()
 
@@ -82,16 +85,17 @@ def test_check_distributed_against_local_services(
         STATE__NAMESPACE=unique_name,
     )
     assert result.returncode == 0, result.stderr
-    names = {line.split()[0] for line in result.stdout.splitlines()[1:]}
-    assert names == {
-        "redis",
-        "postgres",
-        "rabbitmq",
-        "state",
-        "events",
-        "vectors",
-        "sessions",
-        "conversations",
+    statuses = {line.split()[0]: line.split()[1] for line in result.stdout.splitlines()[1:]}
+    assert statuses == {
+        "redis": "ok",
+        "postgres": "ok",
+        "rabbitmq": "ok",
+        "state": "ok",
+        "events": "ok",
+        "vectors": "ok",
+        "sessions": "ok",
+        "conversations": "ok",
+        "elasticsearch": "disabled",
     }
 
 

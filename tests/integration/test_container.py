@@ -83,6 +83,11 @@ async def test_single_node_uses_memory_and_never_connects_to_redis(
             "state": "ok",
             "events": "ok",
             "vectors": "ok",
+            "sessions": "ok",
+            "conversations": "ok",
+            "redis": "disabled",
+            "elasticsearch": "disabled",
+            "rabbitmq": "disabled",
         }
         assert not container.redis.initialized
         assert not container.rabbitmq.initialized
@@ -130,6 +135,8 @@ async def test_distributed_resolves_every_provider(
             "state",
             "events",
             "vectors",
+            "sessions",
+            "conversations",
         }
     assert lifecycle.started == ()
 

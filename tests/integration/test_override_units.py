@@ -11,7 +11,7 @@ from dependency_injector import providers
 
 from app.events import RabbitMQEventBus
 from app.state import RedisStateBackend
-from containers import Container, build_lifecycle, create_container, resource_units
+from containers import Container, build_lifecycle, create_container, plan
 from containers.accessors import get_event_bus, get_postgres, get_redis, get_state_backend
 from settings import Settings, load_settings
 from tests.conftest import Fakes
@@ -62,7 +62,7 @@ def test_backend_clients_start_only_for_layers_not_overridden(
     settings = distributed_settings(tmp_path, postgres={"dsn": "postgresql://pg@db:5432/app"})
     container = create_container(settings)
     override(container, fakes, *overridden)
-    units = {unit.name: unit for unit in resource_units(container, settings)}
+    units = {unit.name: unit for unit in plan(container).units}
     assert {"redis", "rabbitmq"} & set(units) == backends
     for unit in units.values():
         assert set(unit.depends_on) <= set(units), unit
