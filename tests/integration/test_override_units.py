@@ -156,11 +156,13 @@ async def test_overriding_postgres_skips_the_embedded_postgres(
     app_settings: Settings, overridden_container: Container
 ) -> None:
     """In single_node, overriding ``postgres`` as well leaves the embedded Postgres unstarted
-    (no data directory is created) and hands out the override."""
+    (no data directory is created) and hands out the override; the conversation history,
+    whose only database is that pool, is overridden with it."""
     assert app_settings.embedded_postgres
     pool = object()
     overridden_container.postgres.override(providers.Object(pool))
+    overridden_container.conversation_history.override(providers.Object(object()))
     async with build_lifecycle(overridden_container) as lifecycle:
-        assert set(lifecycle.started) == {"logging"}
+        assert set(lifecycle.started) == {"logging", "sessions"}
         assert overridden_container.postgres() is pool
     assert not (app_settings.data_dir / "postgres").exists()
