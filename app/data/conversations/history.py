@@ -1,10 +1,9 @@
 """``ConversationHistoryUnit``: conversation messages in Postgres, with full-text search.
 
 Contract F (CV1-CV4, ``docs/contracts/conversations.md``). Each call acquires one pooled
-connection for its whole unit of work. Search uses the GIN index on the generated ``search``
-column: newest first by default; ``order="relevance"`` ranks the ``RELEVANCE_CANDIDATES``
-newest matches with ``ts_rank`` (ranking every match of a common word took 155-637 ms at 1M
-rows, see the ``data`` benchmark case).
+connection for its whole unit of work. Search (``app.data.conversations.search``) runs on the
+GIN index of the generated ``search`` column and the time index, newest first by default or
+ranked by ``ts_rank`` among a bounded candidate set.
 """
 
 from __future__ import annotations
@@ -28,16 +27,15 @@ from app.data.conversations.models import (
     check_query,
     check_table_name,
     quoted_table,
-    utc,
 )
 from app.data.conversations.schema import COLUMNS, render_ddl
+from app.data.conversations.search import RECENT_WINDOW, RELEVANCE_CANDIDATES, SearchStatements
 from app.data.errors import ConversationStoreError, InvalidConversationError
 
-__all__ = ["RELEVANCE_CANDIDATES", "ConversationHistoryUnit", "pool_of"]
+__all__ = ["ConversationHistoryUnit", "pool_of"]
 
 log = structlog.get_logger(__name__)
 
-RELEVANCE_CANDIDATES: Final = 1000
 COPY_THRESHOLD: Final = 200  # batches from this size go through COPY
 DRIVER_ERRORS: Final = (asyncpg.PostgresError, asyncpg.InterfaceError, OSError, TimeoutError)
 _COPY_COLUMNS: Final = (
@@ -65,12 +63,13 @@ def pool_of(database: Any) -> asyncpg.Pool:
 
 
 def message_from(record: asyncpg.Record) -> ConversationMessage:
-    """A stored row (``COLUMNS`` order) as a ConversationMessage."""
+    """A stored row (``COLUMNS`` order) as a ConversationMessage (asyncpg hands ``timestamptz``
+    out as an aware datetime in UTC)."""
     return ConversationMessage(
         conversation_id=record[1],
         user_input=record[3],
         agent_response=record[4],
-        timestamp=utc(record[2]),
+        timestamp=record[2],
         response_time_ms=record[5],
         message_id=record[0],
         metadata=json.loads(record[6]),
@@ -98,18 +97,8 @@ class ConversationHistoryUnit:
             "WHERE conversation_id = $1 ORDER BY timestamp DESC, id DESC LIMIT $2) AS page "
             "ORDER BY timestamp, id"
         )
-        self._search_recent_sql = (
-            f"SELECT {columns} FROM {self.table} "  # noqa: S608 (checked, quoted identifier)
-            "WHERE search @@ websearch_to_tsquery('english', $1) "
-            "ORDER BY timestamp DESC, id DESC LIMIT $2"
-        )
-        self._search_relevant_sql = (
-            "WITH q AS (SELECT websearch_to_tsquery('english', $1) AS query), "  # noqa: S608 (checked, quoted identifier)
-            f"candidates AS MATERIALIZED (SELECT {columns}, search FROM {self.table}, q "
-            "WHERE search @@ q.query ORDER BY timestamp DESC, id DESC LIMIT $3) "
-            f"SELECT {columns} FROM candidates, q "
-            "ORDER BY ts_rank(search, q.query) DESC, timestamp DESC, id DESC LIMIT $2"
-        )
+        self._search = SearchStatements.for_table(self.table, columns)
+        self.recent_window = RECENT_WINDOW  # see app.data.conversations.search
 
     @asynccontextmanager
     async def connection(self, what: str) -> AsyncIterator[PoolConnectionProxy[asyncpg.Record]]:
@@ -225,18 +214,30 @@ class ConversationHistoryUnit:
         self, query: str, limit: int = 100, *, order: SearchOrder = "recency"
     ) -> list[ConversationMessage]:
         """Messages matching ``query`` (web-search syntax: ``"a phrase"``, ``or``, ``-word``),
-        newest first, or by relevance among the newest RELEVANCE_CANDIDATES matches (CV3)."""
+        newest first, or by relevance (CV3).
+
+        Relevance ranks up to RELEVANCE_CANDIDATES matches among the RECENT_WINDOW newest
+        messages, or, when fewer than ``limit`` match there, the RELEVANCE_CANDIDATES newest
+        matches overall.
+        """
         text = check_query(query)
         capped = check_limit(limit)
         if order not in ("recency", "relevance"):
             raise InvalidConversationError(f"order must be 'recency' or 'relevance'; got {order!r}")
+        search = self._search
         async with self.connection("search_conversations") as conn:
             if order == "recency":
-                records = await conn.fetch(self._search_recent_sql, text, capped)
+                records = await conn.fetch(search.window, text, capped, self.recent_window)
+                if len(records) < capped:
+                    records = await conn.fetch(search.everything, text, capped)
             else:
                 records = await conn.fetch(
-                    self._search_relevant_sql, text, capped, RELEVANCE_CANDIDATES
+                    search.window_ranked, text, RELEVANCE_CANDIDATES, self.recent_window, capped
                 )
+                if len(records) < capped:
+                    records = await conn.fetch(
+                        search.everything_ranked, text, RELEVANCE_CANDIDATES, capped
+                    )
         return [message_from(record) for record in records]
 
     async def query_conversations(self, query: ConversationQuery) -> list[ConversationMessage]:

@@ -6,7 +6,7 @@ import json
 import math
 import re
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any, Final, Literal, Self
 
 from app.data.errors import InvalidConversationError
@@ -222,8 +222,3 @@ class ConversationQuery:
             f"ORDER BY timestamp DESC, id DESC LIMIT {bind(self._limit)}"
         )
         return sql, args
-
-
-def utc(value: datetime) -> datetime:
-    """``value`` in UTC (what the store hands back)."""
-    return value.astimezone(UTC)

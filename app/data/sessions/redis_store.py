@@ -45,9 +45,10 @@ def _text(value: bytes | str) -> str:
 
 def _parse(session_id: str, flat: list[Any]) -> StoredSession:
     """An ``HGETALL`` reply (field, value, ...) as a StoredSession."""
-    pairs = {_text(flat[i]): _text(flat[i + 1]) for i in range(0, len(flat), 2)}
-    fields = {key[2:]: value for key, value in pairs.items() if key.startswith("m:")}
-    return StoredSession(session_id, pairs["u"], int(pairs["c"]), int(pairs["a"]), fields)
+    pairs = dict(zip(map(_text, flat[0::2]), map(_text, flat[1::2]), strict=True))
+    user, created, active = pairs.pop("u"), pairs.pop("c"), pairs.pop("a")
+    fields = {key[2:]: value for key, value in pairs.items()}  # the rest are m:<key>
+    return StoredSession(session_id, user, int(created), int(active), fields)
 
 
 def _pairs(fields: dict[str, str]) -> list[str]:

@@ -198,11 +198,18 @@ class ImportManager:
                     row=clash["_row"],
                     field="message_id",
                 )
-        select = (
+        source = (
             f"SELECT COALESCE(message_id, nextval($1::regclass)), {_TEXT_COLUMNS}, "  # noqa: S608
-            f"COALESCE(metadata, '{{}}'::jsonb) FROM {STAGE} ORDER BY _row"
+            f"COALESCE(metadata, '{{}}'::jsonb) FROM {STAGE}"
         )
-        insert = f"INSERT INTO {table} (id, {_TEXT_COLUMNS}, metadata) {select}"
+        if strategy == "skip_duplicates":
+            # Rows already stored are left out before the insert: an INSERT computes the
+            # generated tsvector of every row it is given, even one its conflict rule drops.
+            source += (
+                " WHERE message_id IS NULL OR NOT EXISTS "  # noqa: S608 (quoted identifiers)
+                f"(SELECT 1 FROM {table} AS stored WHERE stored.id = {STAGE}.message_id)"
+            )
+        insert = f"INSERT INTO {table} (id, {_TEXT_COLUMNS}, metadata) {source} ORDER BY _row"
         if strategy == "replace":
             updates = ", ".join(
                 f"{name} = EXCLUDED.{name}" for name in (*_TEXT_COLUMNS.split(", "), "metadata")
@@ -214,6 +221,8 @@ class ImportManager:
                 "FROM written"
             )
         else:
+            # append: a stored id was refused above; skip_duplicates: a row stored meanwhile
+            # by another writer is skipped too.
             conflict = " ON CONFLICT (id) DO NOTHING" if strategy == "skip_duplicates" else ""
             sql = (
                 f"WITH written AS ({insert}{conflict} RETURNING 1) "  # noqa: S608

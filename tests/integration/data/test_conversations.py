@@ -133,6 +133,27 @@ async def test_cv3_relevance_order_ranks_the_candidates(history: ConversationHis
     assert [m.user_input for m in relevant] == ["refund refund refund", "a refund maybe"]
 
 
+@pytest.mark.parametrize("order", ["recency", "relevance"])
+async def test_cv3_search_beyond_the_recent_window_finds_the_same_messages(
+    history: ConversationHistoryUnit, order: str
+) -> None:
+    """CV3: a term rare in the newest messages is found in older ones (the second step), and
+    results do not depend on the window's size."""
+    texts = ["common rare"] + ["common"] * 30 + ["common rare"] + ["common"] * 5
+    await history.save_messages_batch([message("c", i, text) for i, text in enumerate(texts)])
+    expected = {}
+    for term in ("rare", "common"):
+        expected[term] = [
+            m.message_id
+            for m in await history.search_conversations(term, 5, order=order)  # type: ignore[arg-type]
+        ]
+    assert len(expected["rare"]) == 2
+    history.recent_window = 3
+    for term in ("rare", "common"):
+        found = await history.search_conversations(term, 5, order=order)  # type: ignore[arg-type]
+        assert [m.message_id for m in found] == expected[term]
+
+
 async def test_cv3_search_plans_use_an_index(
     history: ConversationHistoryUnit, pg_pool: asyncpg.Pool
 ) -> None:
@@ -142,9 +163,12 @@ async def test_cv3_search_plans_use_an_index(
     async with pg_pool.acquire() as conn:
         await conn.execute("ANALYZE " + history.table)
         await conn.execute("SET enable_seqscan = off")
+        search = history._search
         for sql, args in (
-            (history._search_recent_sql, ("hello", 20)),
-            (history._search_relevant_sql, ("hello", 20, 1000)),
+            (search.window, ("hello", 20, 500)),
+            (search.everything, ("hello", 20)),
+            (search.window_ranked, ("hello", 1000, 500, 20)),
+            (search.everything_ranked, ("hello", 1000, 20)),
             (history._history_sql, ("c1", 50)),
         ):
             plan = "\n".join(r[0] for r in await conn.fetch("EXPLAIN " + sql, *args))
