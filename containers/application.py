@@ -7,6 +7,7 @@ from dependency_injector import containers, providers
 from containers.backends import BackendsContainer
 from containers.core import CoreContainer
 from containers.data import DataContainer
+from containers.database import DatabaseContainer
 from containers.events import EventsContainer
 from containers.state import StateContainer
 from containers.vectors import VectorsContainer
@@ -18,10 +19,10 @@ __all__ = ["Container", "create_container"]
 class Container(containers.DeclarativeContainer):
     """Everything an application needs to talk to its data.
 
-    Override the public providers (``settings``, ``redis``, ``postgres``, ``elasticsearch``,
-    ``rabbitmq``, ``state_backend``, ``event_bus``, ``vectors``, ``session_manager``,
-    ``conversation_history``) with fakes in tests; an
-    overridden provider's real resource is never started by the lifecycle.
+    Override the public providers (``settings``, ``redis``, ``postgres``, ``database``,
+    ``elasticsearch``, ``rabbitmq``, ``state_backend``, ``event_bus``, ``vectors``,
+    ``session_manager``, ``conversation_history``) with fakes in tests; an overridden
+    provider's real resource is never started by the lifecycle.
     """
 
     wiring_config = containers.WiringConfiguration(packages=["app.services"], auto_wire=False)
@@ -35,6 +36,11 @@ class Container(containers.DeclarativeContainer):
     postgres = backends.postgres
     elasticsearch = backends.elasticsearch
     rabbitmq = backends.rabbitmq
+
+    database_layer = providers.Container(
+        DatabaseContainer, settings=core.settings, postgres=backends.postgres
+    )
+    database = database_layer.client
 
     state_layer = providers.Container(StateContainer, settings=core.settings, redis=backends.redis)
     state_backend = state_layer.backend
@@ -51,7 +57,7 @@ class Container(containers.DeclarativeContainer):
         DataContainer,
         settings=core.settings,
         state_backend=state_layer.backend,
-        postgres=backends.postgres,
+        database=database_layer.client,
     )
     session_manager = data_layer.session_manager
     conversation_history = data_layer.conversation_history

@@ -1,4 +1,5 @@
-"""The data layer: sessions on the state backend, conversation history on Postgres, transfer.
+"""The data layer: sessions on the state backend, conversation history on the database
+client (Postgres), export and import.
 
 ``session_manager`` runs its expired-session cleanup every ``SESSIONS__CLEANUP_INTERVAL_S``
 while started; ``conversation_history`` creates its table if the migrations have not. Both are
@@ -9,8 +10,8 @@ Resources the lifecycle starts after what they stand on (units ``sessions`` and
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
+from typing import Any
 
-import asyncpg
 from dependency_injector import containers, providers
 
 from app.data import (
@@ -62,12 +63,13 @@ async def session_manager(settings: Settings, state: StateBackend) -> AsyncItera
 
 
 async def conversation_history(
-    settings: Settings, postgres: asyncpg.Pool, create_tables: bool = True
+    settings: Settings, database: Any, create_tables: bool = True
 ) -> AsyncIterator[ConversationHistoryUnit]:
-    """The history unit on the Postgres pool, its table created if missing (unless
-    ``create_tables`` is False: ``python -m app check`` writes nothing)."""
+    """The history unit on the database client's pool (after its migrations, which create
+    the default table), its table created if still missing (unless ``create_tables`` is
+    False: ``python -m app check`` writes nothing)."""
     history = ConversationHistoryUnit(
-        postgres,
+        database,
         settings.conversations.table,
         max_field_bytes=settings.conversations.max_field_bytes,
     )
@@ -86,7 +88,7 @@ class DataContainer(containers.DeclarativeContainer):
 
     settings = providers.Dependency(instance_of=Settings)
     state_backend: providers.Dependency[StateBackend] = providers.Dependency()
-    postgres: providers.Dependency[asyncpg.Pool] = providers.Dependency()
+    database: providers.Dependency[Any] = providers.Dependency()
 
     create_tables = providers.Object(True)
 
@@ -95,7 +97,7 @@ class DataContainer(containers.DeclarativeContainer):
         "session_manager", name="sessions", ping=ping_method, address=_sessions_address
     )
     conversation_history = providers.Resource(
-        conversation_history, settings, postgres, create_tables
+        conversation_history, settings, database, create_tables
     )
     conversation_history_lifecycle = Managed(
         "conversation_history",

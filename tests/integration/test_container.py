@@ -14,6 +14,7 @@ import pytest
 import redis.asyncio as aioredis
 from elasticsearch import AsyncElasticsearch
 
+from app.database import PostgreSQLClient
 from app.errors import ResourceStartError
 from app.events import InProcessEventBus, RabbitMQEventBus
 from app.state import InMemoryStateBackend, RedisStateBackend
@@ -80,6 +81,7 @@ async def test_single_node_uses_memory_and_never_connects_to_redis(
         readiness = await check_readiness(lifecycle)
         assert {name: r.status for name, r in readiness.items()} == {
             "postgres": "ok",
+            "database": "ok",
             "state": "ok",
             "events": "ok",
             "vectors": "ok",
@@ -119,6 +121,9 @@ async def test_distributed_resolves_every_provider(
     async with build_lifecycle(container) as lifecycle:
         assert isinstance(await resolve(container.redis), aioredis.Redis)
         assert isinstance(await resolve(container.postgres), asyncpg.Pool)
+        database = await resolve(container.database)
+        assert isinstance(database, PostgreSQLClient)
+        assert database.pool is await resolve(container.postgres)  # the same pool, not a second
         assert isinstance(await resolve(container.elasticsearch), AsyncElasticsearch)
         assert isinstance(await resolve(container.rabbitmq), aio_pika.abc.AbstractRobustConnection)
         assert isinstance(await resolve(container.state_backend), RedisStateBackend)
@@ -130,6 +135,7 @@ async def test_distributed_resolves_every_provider(
         assert set(readiness) == {
             "redis",
             "postgres",
+            "database",
             "elasticsearch",
             "rabbitmq",
             "state",

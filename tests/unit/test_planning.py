@@ -32,21 +32,23 @@ async def nothing(*_: object) -> AsyncIterator[str]:
 
 
 def test_single_node_starts_no_redis_and_no_rabbitmq(tmp_path: Path) -> None:
-    """single_node + inprocess starts logging, embedded Postgres, memory state, bus, vectors,
-    and the sessions and conversations on them."""
+    """single_node + inprocess starts logging, embedded Postgres and the database client on it,
+    memory state, bus, vectors, and the sessions and conversations on them."""
     units = names(data_dir=tmp_path)
-    assert list(units) == [
+    assert set(units) == {
         "logging",
         "postgres",
+        "database",
         "state",
         "events",
         "vectors",
         "sessions",
         "conversations",
-    ]
+    }
     assert units["state"] == ("logging",)
+    assert units["database"] == ("logging", "postgres")
     assert units["sessions"] == ("logging", "state")
-    assert units["conversations"] == ("logging", "postgres")
+    assert units["conversations"] == ("logging", "database")
 
 
 def test_distributed_with_rabbitmq_starts_everything_in_dependency_order() -> None:
@@ -60,6 +62,7 @@ def test_distributed_with_rabbitmq_starts_everything_in_dependency_order() -> No
         "logging",
         "redis",
         "postgres",
+        "database",
         "rabbitmq",
         "state",
         "events",
@@ -79,7 +82,15 @@ def test_elasticsearch_only_when_hosts_are_set() -> None:
 
 @pytest.mark.parametrize(
     "public",
-    ["state_backend", "event_bus", "vectors", "redis", "session_manager", "conversation_history"],
+    [
+        "state_backend",
+        "event_bus",
+        "vectors",
+        "redis",
+        "database",
+        "session_manager",
+        "conversation_history",
+    ],
 )
 def test_overridden_providers_are_not_started(public: str) -> None:
     """A provider overridden with a fake is left out, and nothing waits for it."""
