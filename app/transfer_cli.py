@@ -1,7 +1,7 @@
 """``python -m app export|import``: conversations to and from files, on the configured Postgres.
 
-Only logging, Postgres and the conversation history are started (no vector index, bus or
-state backend), so an export can run beside a serving process.
+Only logging, Postgres, the database client and the conversation history are started (no
+vector index, bus or state backend), so an export can run beside a serving process.
 """
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ from settings import load_settings
 
 __all__ = ["add_transfer_commands", "run_export", "run_import"]
 
-UNITS = frozenset(("logging", "postgres", "conversations"))
+UNITS = frozenset(("logging", "postgres", "database", "conversations"))
 
 
 def _format(args: argparse.Namespace, path: Path) -> ExportFormat:
