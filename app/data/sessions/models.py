@@ -112,12 +112,13 @@ class StoredSession:
     fields: dict[str, str]
 
     def to_data(self) -> SessionData:
+        fields = self.fields
         return SessionData(
             self.session_id,
             self.user_id,
             _utc(self.created_us),
             _utc(self.last_us),
-            {key: json.loads(value) for key, value in self.fields.items()},
+            {key: json.loads(value) for key, value in fields.items()} if fields else {},
         )
 
 
