@@ -57,6 +57,7 @@ class Container(containers.DeclarativeContainer):
         DataContainer,
         settings=core.settings,
         state_backend=state_layer.backend,
+        postgres=backends.postgres,
         database=database_layer.client,
     )
     session_manager = data_layer.session_manager

@@ -1,5 +1,5 @@
-"""The data layer: sessions on the state backend, conversation history on the database
-client (Postgres), export and import.
+"""The data layer: sessions on the state backend, conversation history on Postgres (after the
+database client's migrations), export and import.
 
 ``session_manager`` runs its expired-session cleanup every ``SESSIONS__CLEANUP_INTERVAL_S``
 while started; ``conversation_history`` creates its table if the migrations have not. Both are
@@ -12,6 +12,7 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 from typing import Any
 
+import asyncpg
 from dependency_injector import containers, providers
 
 from app.data import (
@@ -63,13 +64,17 @@ async def session_manager(settings: Settings, state: StateBackend) -> AsyncItera
 
 
 async def conversation_history(
-    settings: Settings, database: Any, create_tables: bool = True
+    settings: Settings, postgres: asyncpg.Pool, database: Any, create_tables: bool = True
 ) -> AsyncIterator[ConversationHistoryUnit]:
-    """The history unit on the database client's pool (after its migrations, which create
-    the default table), its table created if still missing (unless ``create_tables`` is
-    False: ``python -m app check`` writes nothing)."""
+    """The history unit on the Postgres pool, its table created if still missing (unless
+    ``create_tables`` is False: ``python -m app check`` writes nothing).
+
+    ``database`` is not used: it is a dependency so that the database client, whose start
+    applies the migrations (0300 creates the default table), starts first.
+    """
+    del database
     history = ConversationHistoryUnit(
-        database,
+        postgres,
         settings.conversations.table,
         max_field_bytes=settings.conversations.max_field_bytes,
     )
@@ -88,6 +93,7 @@ class DataContainer(containers.DeclarativeContainer):
 
     settings = providers.Dependency(instance_of=Settings)
     state_backend: providers.Dependency[StateBackend] = providers.Dependency()
+    postgres: providers.Dependency[asyncpg.Pool] = providers.Dependency()
     database: providers.Dependency[Any] = providers.Dependency()
 
     create_tables = providers.Object(True)
@@ -97,7 +103,7 @@ class DataContainer(containers.DeclarativeContainer):
         "session_manager", name="sessions", ping=ping_method, address=_sessions_address
     )
     conversation_history = providers.Resource(
-        conversation_history, settings, database, create_tables
+        conversation_history, settings, postgres, database, create_tables
     )
     conversation_history_lifecycle = Managed(
         "conversation_history",

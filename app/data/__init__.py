@@ -24,6 +24,7 @@ from app.data.errors import (
     SessionNotFoundError,
     StreamOverflowError,
     TransferError,
+    UnrepresentableError,
     UnsafeXMLError,
 )
 from app.data.sessions import SessionConfig, SessionData, SessionManager
@@ -76,5 +77,6 @@ __all__ = [
     "StreamOverflowError",
     "StreamSubscription",
     "TransferError",
+    "UnrepresentableError",
     "UnsafeXMLError",
 ]

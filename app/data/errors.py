@@ -19,6 +19,7 @@ the built-in a caller would expect::
     │   ├── InvalidConversationError (ValueError) a message, id, query or limit out of bounds
     │   └── ConversationStoreError                Postgres refused or failed a statement
     └── TransferError
+        ├── UnrepresentableError (ValueError)     stored text a format cannot carry (XML controls)
         ├── MalformedImportError (ValueError)     a file's row or field is wrong; nothing imported
         │   └── UnsafeXMLError                    a DOCTYPE / entity declaration in an XML file
         ├── FieldMappingError (ValueError)        field_mapping names a field that does not exist
@@ -48,6 +49,7 @@ __all__ = [
     "SessionNotFoundError",
     "StreamOverflowError",
     "TransferError",
+    "UnrepresentableError",
     "UnsafeXMLError",
 ]
 
@@ -139,6 +141,10 @@ class ConversationStoreError(ConversationError):
 
 class TransferError(DataLayerError):
     """Root of the export and import errors."""
+
+
+class UnrepresentableError(TransferError, ValueError):
+    """A stored value cannot be written in the chosen format (a control character in XML)."""
 
 
 class MalformedImportError(TransferError, ValueError):

@@ -34,6 +34,7 @@ async def test_saved_at_stop_and_loaded_at_start(tmp_path: Path, mode: str, redi
         container = create_container(settings)
         container.postgres.override(providers.Object(None))  # not what this test is about
         container.database.override(providers.Object(None))
+        container.conversation_history.override(providers.Object(None))
         async with build_lifecycle(container):
             index = await get_vectors(container)
             assert isinstance(index, VectorIndex)
@@ -51,6 +52,7 @@ async def test_corrupt_snapshot_fails_the_start(tmp_path: Path) -> None:
     container = create_container(settings)
     container.postgres.override(providers.Object(None))
     container.database.override(providers.Object(None))
+    container.conversation_history.override(providers.Object(None))
     async with build_lifecycle(container):
         await (await get_vectors(container)).upsert("docs", "a", [1.0, 0.0, 0.0])
     manifest = next((tmp_path / "faiss").glob("snapshot-*/manifest.json"))
@@ -58,6 +60,7 @@ async def test_corrupt_snapshot_fails_the_start(tmp_path: Path) -> None:
     container = create_container(settings)
     container.postgres.override(providers.Object(None))
     container.database.override(providers.Object(None))
+    container.conversation_history.override(providers.Object(None))
     with pytest.raises(ResourceStartError, match="vectors failed to start") as caught:
         await build_lifecycle(container).start()
     assert isinstance(caught.value.cause, SnapshotCorruptError)
@@ -70,6 +73,7 @@ async def test_read_only_resource_loads_and_never_saves(tmp_path: Path) -> None:
     container = create_container(settings)
     container.postgres.override(providers.Object(None))
     container.database.override(providers.Object(None))
+    container.conversation_history.override(providers.Object(None))
     async with build_lifecycle(container):
         await (await get_vectors(container)).upsert("docs", "a", [1.0, 0.0, 0.0])
     pointer = (tmp_path / "faiss" / "CURRENT").read_bytes()
@@ -78,6 +82,7 @@ async def test_read_only_resource_loads_and_never_saves(tmp_path: Path) -> None:
     container = create_container(settings)
     container.postgres.override(providers.Object(None))
     container.database.override(providers.Object(None))
+    container.conversation_history.override(providers.Object(None))
     container.vector_layer.read_only.override(providers.Object(True))
     async with build_lifecycle(container):
         index = await get_vectors(container)

@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import IO, Any, Final, Protocol
 from xml.sax.saxutils import escape
 
-from app.data.errors import TransferError
+from app.data.errors import UnrepresentableError
 from app.data.transfer.formats import ExportFormat
 from app.data.transfer.parquet_support import message_schema, pyarrow_modules
 
@@ -89,7 +89,7 @@ class XmlWriter:
                     continue
                 text = _text(value)
                 if _NOT_XML.search(text):
-                    raise TransferError(
+                    raise UnrepresentableError(
                         f"{self._item} {row[0]!r}: field {name!r} holds a control character "
                         "XML 1.0 cannot carry; export it as JSON, CSV or Parquet"
                     )

@@ -9,14 +9,14 @@ from datetime import UTC, datetime
 from pathlib import Path as FilePath
 from typing import Annotated, Literal
 
-from fastapi import APIRouter, Path, Query
+from fastapi import APIRouter, Depends, Path, Query
 from fastapi.responses import FileResponse
 from starlette.background import BackgroundTask
 
 from app.data import ConversationMessage, ExportFormat
 from app.data.conversations.models import MAX_CONVERSATION_ID_CHARS, MAX_LIMIT, MAX_QUERY_CHARS
 from app.services import data as service
-from app.web.data_schemas import MessageIn, MessageOut
+from app.web.data_schemas import MessageIn, MessageOut, only_query
 from app.web.errors import ERROR_RESPONSES
 from app.web.json_route import JSONRoute
 
@@ -39,7 +39,7 @@ MEDIA_TYPES = {
 
 
 # Registered before "/{conversation_id}/..." routes; the colon keeps it apart from ids anyway.
-@router.get(":search")
+@router.get(":search", dependencies=[Depends(only_query("q", "limit", "order"))])
 async def search(
     q: Annotated[str, Query(min_length=1, max_length=MAX_QUERY_CHARS)],
     limit: Limit = 20,
@@ -64,7 +64,7 @@ async def save(conversation_id: ConversationId, body: MessageIn) -> MessageOut:
     return MessageOut.of(message)
 
 
-@router.get("/{conversation_id}/messages")
+@router.get("/{conversation_id}/messages", dependencies=[Depends(only_query("limit"))])
 async def history(conversation_id: ConversationId, limit: Limit = 50) -> list[MessageOut]:
     """The latest ``limit`` messages, oldest first."""
     return [MessageOut.of(m) for m in await service.get_history(conversation_id, limit)]
@@ -73,6 +73,7 @@ async def history(conversation_id: ConversationId, limit: Limit = 50) -> list[Me
 @router.get(
     "/{conversation_id}/export",
     response_class=FileResponse,
+    dependencies=[Depends(only_query("format"))],
     responses={200: {"content": {media: {} for media in MEDIA_TYPES.values()}}},
 )
 async def export(

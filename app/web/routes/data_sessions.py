@@ -4,11 +4,11 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Path, Query, Response
+from fastapi import APIRouter, Depends, Path, Query, Response
 
 from app.data.sessions.models import MAX_ID_CHARS
 from app.services import data as service
-from app.web.data_schemas import SessionCreate, SessionOut, UserId
+from app.web.data_schemas import SessionCreate, SessionOut, UserId, only_query
 from app.web.errors import ERROR_RESPONSES, ApiError, ErrorBody
 from app.web.json_route import JSONRoute
 
@@ -36,13 +36,13 @@ async def create(body: SessionCreate) -> SessionOut:
     return SessionOut.of(await service.create_session(body.user_id, body.metadata))
 
 
-@router.get("")
+@router.get("", dependencies=[Depends(only_query("user_id"))])
 async def list_for_user(user_id: Annotated[UserId, Query()]) -> list[SessionOut]:
     """The user's live sessions, most recently active first."""
     return [SessionOut.of(s) for s in await service.list_user_sessions(user_id)]
 
 
-@router.get("/{session_id}", responses=NOT_FOUND)
+@router.get("/{session_id}", responses=NOT_FOUND, dependencies=[Depends(only_query())])
 async def get(session_id: SessionId) -> SessionOut:
     """The live session; reading it restarts its idle timer."""
     session = await service.get_session(session_id)

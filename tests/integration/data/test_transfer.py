@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import builtins
 import json
 import sys
@@ -22,6 +23,7 @@ from app.data import (
     MalformedImportError,
     MissingExtraError,
     SessionManager,
+    UnrepresentableError,
     UnsafeXMLError,
 )
 
@@ -297,3 +299,14 @@ async def test_export_sessions_writes_live_sessions_without_touching_them(
     peeked = await sessions.peek_session(first.session_id)
     assert peeked is not None
     assert peeked.last_activity == first.last_activity
+
+
+async def test_xml_export_of_a_control_character_is_refused_and_leaves_no_file(
+    history: ConversationHistoryUnit, tmp_path: Path
+) -> None:
+    """Text XML 1.0 cannot carry is an UnrepresentableError (a 422 over HTTP), no file left."""
+    await history.save_message(ConversationMessage("c", "bell \x07", "ok", T0, 1.0))
+    path = tmp_path / "c.xml"
+    with pytest.raises(UnrepresentableError, match="control character"):
+        await ExportManager(history).export_conversations(["c"], "xml", path)
+    assert await asyncio.to_thread(lambda: list(tmp_path.iterdir())) == []
