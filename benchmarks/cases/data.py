@@ -196,14 +196,20 @@ async def export_csv(
     pool: asyncpg.Pool, history: ConversationHistoryUnit, folder: Path
 ) -> Measurement:
     exporter = ExportManager(history)
-    started = time.perf_counter()
-    count = await exporter.export_conversations(None, "csv", folder / "ours.csv")
-    ours = count / (time.perf_counter() - started)
     sql, _ = exporter.message_query(None, MESSAGE_FIELDS)  # the same columns and order
+    ours_rates: list[float] = []
+    raw_rates: list[float] = []
     async with pool.acquire() as conn:
-        started = time.perf_counter()
+        # A first raw pass reads the table into the caches, so neither side pays for it.
         await conn.copy_from_query(sql, output=folder / "raw.csv", format="csv", header=True)
-        raw = count / (time.perf_counter() - started)
+        for _ in range(2):
+            started = time.perf_counter()
+            count = await exporter.export_conversations(None, "csv", folder / "ours.csv")
+            ours_rates.append(count / (time.perf_counter() - started))
+            started = time.perf_counter()
+            await conn.copy_from_query(sql, output=folder / "raw.csv", format="csv", header=True)
+            raw_rates.append(count / (time.perf_counter() - started))
+    ours, raw = max(ours_rates), max(raw_rates)
     for name in ("ours.csv", "raw.csv"):
         (folder / name).unlink()
     return Measurement(
