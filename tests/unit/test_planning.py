@@ -48,7 +48,7 @@ def test_single_node_starts_no_redis_and_no_rabbitmq(tmp_path: Path) -> None:
     assert units["state"] == ("logging",)
     assert units["database"] == ("logging", "postgres")
     assert units["sessions"] == ("logging", "state")
-    assert units["conversations"] == ("logging", "database")
+    assert units["conversations"] == ("logging", "database", "postgres")
 
 
 def test_distributed_with_rabbitmq_starts_everything_in_dependency_order() -> None:
