@@ -1,5 +1,5 @@
-"""``python -m app serve|check|migrate``: run the service, check every backend once, or apply
-the schema migrations."""
+"""``python -m app serve|check|migrate|export|import``: run the service, check every
+backend once, apply the schema migrations, or move conversations to and from files."""
 
 from __future__ import annotations
 
@@ -17,6 +17,7 @@ from dependency_injector import providers
 from app.container_spec import load_container
 from app.database.cli import add_migrate_parser, migrate
 from app.errors import DataLayerError, ResourceStopError
+from app.transfer_cli import add_transfer_commands, run_export, run_import
 from containers import build_lifecycle, check_readiness, readiness_table
 from containers.vectors import describe_store
 
@@ -44,15 +45,16 @@ async def check(container_spec: str | None) -> int:
 
     A probe beside a running ``serve``: the vector index is only loaded and verified, read-only
     (no writer lock, no autosave, no save at stop), so the index directory is left unchanged;
-    no schema migration runs; the pgvector store only checks the extension and the registry,
-    and creates nothing. The vectors row's address names the store, where it is and
-    pgvector's version.
+    no schema migration runs and the conversations table is not created; the pgvector store
+    only checks the extension and the registry, and creates nothing. The vectors row's
+    address names the store, where it is and pgvector's version.
     """
     cancel_on_sigterm()
     container = load_container(container_spec)
     # A probe changes nothing: no migrations (`python -m app migrate status` lists them).
     container.database_layer.apply_migrations.override(providers.Object(False))
     container.vector_layer.read_only.override(providers.Object(True))
+    container.data_layer.create_tables.override(providers.Object(False))
     async with build_lifecycle(container) as lifecycle:
         results = await check_readiness(lifecycle)
         if "vectors" in results:  # which store, where, and pgvector's version
@@ -130,12 +132,17 @@ def main(argv: list[str] | None = None) -> int:
             "returning one (default: containers.Container)",
         )
     add_migrate_parser(commands)
+    add_transfer_commands(commands)
     args = parser.parse_args(argv)
     try:
         if args.command == "check":
             return run(check(args.container))
         if args.command == "migrate":
             return run(migrate(args.action, dry_run=args.dry_run, dirs=args.dirs))
+        if args.command == "export":
+            return run(run_export(args))
+        if args.command == "import":
+            return run(run_import(args))
         return run(serve(args.host, args.port, args.container))
     except DataLayerError as exc:
         print(f"error: {exc}", file=sys.stderr)

@@ -6,6 +6,7 @@ from dependency_injector import containers, providers
 
 from containers.backends import BackendsContainer
 from containers.core import CoreContainer
+from containers.data import DataContainer
 from containers.database import DatabaseContainer
 from containers.events import EventsContainer
 from containers.state import StateContainer
@@ -19,8 +20,9 @@ class Container(containers.DeclarativeContainer):
     """Everything an application needs to talk to its data.
 
     Override the public providers (``settings``, ``redis``, ``postgres``, ``database``,
-    ``elasticsearch``, ``rabbitmq``, ``state_backend``, ``event_bus``, ``vectors``) with fakes in
-    tests; an overridden provider's real resource is never started by the lifecycle.
+    ``elasticsearch``, ``rabbitmq``, ``state_backend``, ``event_bus``, ``vectors``,
+    ``session_manager``, ``conversation_history``) with fakes in tests; an overridden
+    provider's real resource is never started by the lifecycle.
     """
 
     wiring_config = containers.WiringConfiguration(packages=["app.services"], auto_wire=False)
@@ -52,6 +54,18 @@ class Container(containers.DeclarativeContainer):
         VectorsContainer, settings=core.settings, postgres=backends.postgres
     )
     vectors = vector_layer.index
+
+    data_layer = providers.Container(
+        DataContainer,
+        settings=core.settings,
+        state_backend=state_layer.backend,
+        postgres=backends.postgres,
+        database=database_layer.client,
+    )
+    session_manager = data_layer.session_manager
+    conversation_history = data_layer.conversation_history
+    export_manager = data_layer.export_manager
+    import_manager = data_layer.import_manager
 
 
 def create_container(settings: Settings | None = None) -> Container:

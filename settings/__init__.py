@@ -1,5 +1,6 @@
 """Typed settings of the data layer, read from the environment and ``.env``."""
 
+from settings.data import ConversationsSettings, SessionsSettings
 from settings.enums import (
     ApiAuth,
     DeploymentMode,
@@ -29,6 +30,7 @@ from settings.sections import (
 __all__ = [
     "ApiAuth",
     "ApiSettings",
+    "ConversationsSettings",
     "DatabaseSettings",
     "DeploymentMode",
     "ElasticsearchSettings",
@@ -43,6 +45,7 @@ __all__ = [
     "RabbitMQSettings",
     "RateLimitOnError",
     "RedisSettings",
+    "SessionsSettings",
     "Settings",
     "StateSettings",
     "VectorsBackend",

@@ -10,6 +10,7 @@ from pydantic import BaseModel, Field, ValidationError, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from app.errors import ConfigurationError
+from settings.data import ConversationsSettings, SessionsSettings
 from settings.enums import DeploymentMode, EmbeddedPostgres, EventBusKind, VectorsBackend
 from settings.sections import (
     ApiSettings,
@@ -58,6 +59,8 @@ class Settings(BaseSettings):
     api: ApiSettings = Field(default_factory=ApiSettings)
     state: StateSettings = Field(default_factory=StateSettings)
     events: EventsSettings = Field(default_factory=EventsSettings)
+    sessions: SessionsSettings = Field(default_factory=SessionsSettings)
+    conversations: ConversationsSettings = Field(default_factory=ConversationsSettings)
 
     @model_validator(mode="after")
     def _mode_requirements(self) -> Settings:

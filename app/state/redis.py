@@ -174,6 +174,12 @@ class RedisStateBackend:
         backend._owns_client = True
         return backend
 
+    @property
+    def client(self) -> Redis:
+        """The Redis client this backend uses (owned by the caller), for stores that share
+        its connection pool and namespace (the session store)."""
+        return self._redis
+
     # -- plumbing --------------------------------------------------------------------------
 
     def _check_open(self) -> None:

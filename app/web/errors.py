@@ -14,6 +14,15 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.routing import Match, Route
 from starlette.types import Scope
 
+from app.data.errors import (
+    ConversationStoreError,
+    FieldMappingError,
+    InvalidConversationError,
+    InvalidSessionError,
+    MalformedImportError,
+    SessionLimitError,
+    UnrepresentableError,
+)
 from app.errors import (
     BackendClosedError,
     BackendNotConfiguredError,
@@ -109,6 +118,13 @@ STATUS_BY_ERROR: tuple[tuple[type[BaseException], int, str], ...] = (
     (InvalidVectorError, 422, "invalid_input"),
     (InvalidIdentifierError, 422, "invalid_input"),
     (InvalidQueryError, 422, "invalid_input"),
+    (InvalidSessionError, 422, "invalid_input"),
+    (InvalidConversationError, 422, "invalid_input"),
+    (FieldMappingError, 422, "invalid_input"),
+    (MalformedImportError, 422, "invalid_input"),
+    (UnrepresentableError, 422, "invalid_input"),
+    (SessionLimitError, 409, "session_limit"),
+    (ConversationStoreError, 503, "database_unavailable"),
 )
 # A plain ValueError or TypeError is not in the table: outside our typed errors it means a
 # bug (or a library refusing what we passed it), so ApiGuard answers it with a 500 whose
@@ -126,6 +142,7 @@ PUBLIC_MESSAGES: dict[str, str] = {
     "not_started": "the backends are not started",
     "publish_failed": "the event broker did not confirm the event in time; retry later",
     "state_unavailable": "the state store is unavailable; retry later",
+    "database_unavailable": "the database failed the request; retry later",
     "internal_error": "internal error; quote the request id",
 }
 

@@ -1,4 +1,5 @@
-"""A pure ASGI middleware for ``/v1``: request id, bearer auth, per-caller rate limit, headers.
+"""A pure ASGI middleware for ``/v1`` and ``/api``: request id, bearer auth, per-caller rate
+limit, headers.
 
 Pure ASGI rather than ``BaseHTTPMiddleware`` so it adds no task or stream wrapping per request
 (it wraps ``send`` only to add headers), and server-sent event streams pass through untouched.
@@ -25,7 +26,8 @@ __all__ = ["ApiGuard", "caller_of"]
 
 log = structlog.get_logger(__name__)
 
-PROTECTED_PREFIX = "/v1"
+# Everything under these needs a token and is rate-limited (the data routes live under /api).
+PROTECTED_PREFIXES = ("/v1", "/api")
 REQUEST_ID_HEADER = "x-request-id"
 MAX_REQUEST_ID = 128
 
@@ -87,7 +89,8 @@ def _route_path(scope: Scope) -> str:
 
 
 class ApiGuard:
-    """Authenticate and rate-limit ``/v1`` requests; give every response a request id."""
+    """Authenticate and rate-limit ``/v1`` and ``/api`` requests; give every response a
+    request id."""
 
     def __init__(
         self,
@@ -133,7 +136,7 @@ class ApiGuard:
         extra = {"X-Request-ID": request_id}
         with structlog.contextvars.bound_contextvars(request_id=request_id):
             refusal = None
-            if _route_path(scope).startswith(PROTECTED_PREFIX):
+            if _route_path(scope).startswith(PROTECTED_PREFIXES):
                 refusal = await self._guard(scope, headers, state, extra)
             declared = _declared_length(headers)
             if refusal is None and declared is not None and declared > self._max_body:

@@ -52,6 +52,8 @@ async def test_health_is_public(api: httpx.AsyncClient) -> None:
         "state",
         "events",
         "vectors",
+        "sessions",
+        "conversations",
     }
     assert {name for name, b in backends.items() if b["status"] == "disabled"} == {
         "redis",

@@ -38,6 +38,7 @@ def container(overridden_container: Container) -> Container:
     overridden provider is not started (so no embedded Postgres per test)."""
     overridden_container.postgres.override(providers.Object(None))
     overridden_container.database.override(providers.Object(None))
+    overridden_container.conversation_history.override(providers.Object(None))
     return overridden_container
 
 

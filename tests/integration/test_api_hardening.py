@@ -135,15 +135,16 @@ async def test_a_lock_key_ending_in_extend_is_refused(
 
 
 async def test_openapi_declares_the_bearer_token_on_v1_routes(overridden_container: Any) -> None:
-    """The schema says /v1 operations need a bearer token (so /docs can send one); health and
-    the docs themselves need none."""
+    """The schema says /v1 and /api operations need a bearer token (so /docs can send one);
+    health and the docs themselves need none."""
     async with serve_app(overridden_container) as api:
         schema = (await api.get("/openapi.json")).json()
     scheme = schema["components"]["securitySchemes"]["bearerAuth"]
     assert scheme == {"type": "http", "scheme": "bearer"}
     for path, operations in schema["paths"].items():
         for operation in operations.values():
+            protected = path.startswith(("/v1/", "/api/"))
             expected: list[dict[str, list[str]]] | None = (
-                [{"bearerAuth": []}] if path.startswith("/v1/") else None
+                [{"bearerAuth": []}] if protected else None
             )
             assert operation.get("security") == expected, path

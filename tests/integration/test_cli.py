@@ -56,6 +56,8 @@ def test_check_single_node_with_nothing_installed(tmp_path: Path) -> None:
         "state": "ok",
         "events": "ok",
         "vectors": "ok",
+        "sessions": "ok",
+        "conversations": "ok",
         "redis": "disabled",
         "elasticsearch": "disabled",
         "rabbitmq": "disabled",
@@ -94,6 +96,8 @@ def test_check_distributed_against_local_services(
         "state": "ok",
         "events": "ok",
         "vectors": "ok",
+        "sessions": "ok",
+        "conversations": "ok",
         "elasticsearch": "disabled",
     }
 

@@ -86,6 +86,8 @@ async def test_single_node_uses_memory_and_never_connects_to_redis(
             "state": "ok",
             "events": "ok",
             "vectors": "ok",
+            "sessions": "ok",
+            "conversations": "ok",
             "redis": "disabled",
             "elasticsearch": "disabled",
             "rabbitmq": "disabled",
@@ -141,6 +143,8 @@ async def test_distributed_resolves_every_provider(
             "state",
             "events",
             "vectors",
+            "sessions",
+            "conversations",
         }
     assert lifecycle.started == ()
 

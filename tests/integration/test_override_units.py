@@ -78,7 +78,14 @@ async def test_distributed_with_state_and_bus_overridden_never_touches_redis_or_
     container = create_container(settings)
     override(container, fakes, "state_backend", "event_bus")
     async with build_lifecycle(container) as lifecycle:
-        assert set(lifecycle.started) == {"logging", "postgres", "database", "vectors"}
+        assert set(lifecycle.started) == {
+            "logging",
+            "postgres",
+            "database",
+            "vectors",
+            "sessions",
+            "conversations",
+        }
         state = await get_state_backend(container)
         assert state is fakes.state
         await state.set_value("key", "value")
@@ -150,13 +157,15 @@ async def test_distributed_without_overrides_starts_redis_and_rabbitmq(
 async def test_overriding_postgres_skips_the_embedded_postgres(
     app_settings: Settings, overridden_container: Container
 ) -> None:
-    """In single_node, overriding ``postgres`` (and ``database``, the client on it) leaves the
-    embedded Postgres unstarted (no data directory is created) and hands out the overrides."""
+    """In single_node, overriding ``postgres`` (and ``database``, the client on it, and the
+    conversation history, whose only database that is) leaves the embedded Postgres unstarted
+    (no data directory is created) and hands out the overrides."""
     assert app_settings.embedded_postgres
     pool = object()
     overridden_container.postgres.override(providers.Object(pool))
     overridden_container.database.override(providers.Object(None))
+    overridden_container.conversation_history.override(providers.Object(object()))
     async with build_lifecycle(overridden_container) as lifecycle:
-        assert set(lifecycle.started) == {"logging"}
+        assert set(lifecycle.started) == {"logging", "sessions"}
         assert overridden_container.postgres() is pool
     assert not (app_settings.data_dir / "postgres").exists()

@@ -36,6 +36,7 @@ async def test_saved_at_stop_and_loaded_at_start(tmp_path: Path, mode: str, redi
         container = create_container(settings)
         container.postgres.override(providers.Object(None))  # not what this test is about
         container.database.override(providers.Object(None))
+        container.conversation_history.override(providers.Object(None))
         async with build_lifecycle(container):
             index = await get_vectors(container)
             assert isinstance(index, VectorIndex)
@@ -53,6 +54,7 @@ async def test_corrupt_snapshot_fails_the_start(tmp_path: Path) -> None:
     container = create_container(settings)
     container.postgres.override(providers.Object(None))
     container.database.override(providers.Object(None))
+    container.conversation_history.override(providers.Object(None))
     async with build_lifecycle(container):
         await (await get_vectors(container)).upsert("docs", "a", [1.0, 0.0, 0.0])
     manifest = next((tmp_path / "faiss").glob("snapshot-*/manifest.json"))
@@ -60,6 +62,7 @@ async def test_corrupt_snapshot_fails_the_start(tmp_path: Path) -> None:
     container = create_container(settings)
     container.postgres.override(providers.Object(None))
     container.database.override(providers.Object(None))
+    container.conversation_history.override(providers.Object(None))
     with pytest.raises(ResourceStartError, match="vectors failed to start") as caught:
         await build_lifecycle(container).start()
     assert isinstance(caught.value.cause, SnapshotCorruptError)
@@ -72,6 +75,7 @@ async def test_read_only_resource_loads_and_never_saves(tmp_path: Path) -> None:
     container = create_container(settings)
     container.postgres.override(providers.Object(None))
     container.database.override(providers.Object(None))
+    container.conversation_history.override(providers.Object(None))
     async with build_lifecycle(container):
         await (await get_vectors(container)).upsert("docs", "a", [1.0, 0.0, 0.0])
     pointer = (tmp_path / "faiss" / "CURRENT").read_bytes()
@@ -80,6 +84,7 @@ async def test_read_only_resource_loads_and_never_saves(tmp_path: Path) -> None:
     container = create_container(settings)
     container.postgres.override(providers.Object(None))
     container.database.override(providers.Object(None))
+    container.conversation_history.override(providers.Object(None))
     container.vector_layer.read_only.override(providers.Object(True))
     async with build_lifecycle(container):
         index = await get_vectors(container)

@@ -33,11 +33,22 @@ async def nothing(*_: object) -> AsyncIterator[str]:
 
 def test_single_node_starts_no_redis_and_no_rabbitmq(tmp_path: Path) -> None:
     """single_node + inprocess starts logging, embedded Postgres and the database client on it,
-    memory state, bus, vectors."""
+    memory state, bus, vectors, and the sessions and conversations on them."""
     units = names(data_dir=tmp_path)
-    assert set(units) == {"logging", "postgres", "database", "state", "events", "vectors"}
+    assert set(units) == {
+        "logging",
+        "postgres",
+        "database",
+        "state",
+        "events",
+        "vectors",
+        "sessions",
+        "conversations",
+    }
     assert units["state"] == ("logging",)
     assert units["database"] == ("logging", "postgres")
+    assert units["sessions"] == ("logging", "state")
+    assert units["conversations"] == ("logging", "database", "postgres")
 
 
 def test_distributed_with_rabbitmq_starts_everything_in_dependency_order() -> None:
@@ -56,6 +67,8 @@ def test_distributed_with_rabbitmq_starts_everything_in_dependency_order() -> No
         "state",
         "events",
         "vectors",
+        "sessions",
+        "conversations",
     }
     assert units["state"] == ("logging", "redis")
     assert units["events"] == ("logging", "rabbitmq")
@@ -67,13 +80,29 @@ def test_elasticsearch_only_when_hosts_are_set() -> None:
     assert "elasticsearch" in names(elasticsearch={"hosts": ["http://127.0.0.1:9200"]})
 
 
-@pytest.mark.parametrize("public", ["state_backend", "event_bus", "vectors", "redis", "database"])
+@pytest.mark.parametrize(
+    "public",
+    [
+        "state_backend",
+        "event_bus",
+        "vectors",
+        "redis",
+        "database",
+        "session_manager",
+        "conversation_history",
+    ],
+)
 def test_overridden_providers_are_not_started(public: str) -> None:
     """A provider overridden with a fake is left out, and nothing waits for it."""
     container = create_container(load_settings(deployment_mode="distributed"))
     getattr(container, public).override(providers.Object(object()))
     result = plan(container)
-    unit_name = {"state_backend": "state", "event_bus": "events"}.get(public, public)
+    unit_name = {
+        "state_backend": "state",
+        "event_bus": "events",
+        "session_manager": "sessions",
+        "conversation_history": "conversations",
+    }.get(public, public)
     assert unit_name not in {unit.name for unit in result.units}
     assert all(unit_name not in unit.depends_on for unit in result.units)
     assert unit_name in {unit.name for unit in result.external}

@@ -4,9 +4,10 @@ from __future__ import annotations
 
 from typing import Any
 
-from fastapi import APIRouter, Response
+from fastapi import APIRouter, Depends, Response
 
 from app.services import sessions as service
+from app.web.data_schemas import only_query
 from app.web.errors import ERROR_RESPONSES, ApiError, ErrorBody
 from app.web.json_route import JSONRoute
 from app.web.params import StateKey
@@ -29,7 +30,7 @@ async def put(session_id: StateKey, body: SessionIn) -> SessionOut:
     return SessionOut(id=session_id, data=body.data)
 
 
-@router.get("/{session_id}", responses=NOT_FOUND)
+@router.get("/{session_id}", responses=NOT_FOUND, dependencies=[Depends(only_query("touch"))])
 async def get(session_id: StateKey, touch: bool = False) -> SessionOut:
     """The session's data; ``touch=true`` refreshes its TTL."""
     data = await service.get_session(session_id, touch=touch)

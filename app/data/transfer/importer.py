@@ -1,0 +1,258 @@
+"""``ImportManager``: message files into the conversations table, all or nothing.
+
+In one transaction: rows go into a temporary staging table (CSV by Postgres' own ``COPY``
+from the file; JSON, XML and Parquet parsed a batch at a time in a worker thread and sent with
+binary ``COPY``), are checked there once (one query names the first bad row and field), then
+one ``INSERT ... SELECT`` applies the merge strategy's conflict rule on the message id:
+``append`` refuses ids already stored, ``replace`` overwrites them, ``skip_duplicates`` keeps
+the stored ones. Rows without a message id get new ones. Any error rolls everything back.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import csv
+import re
+from collections.abc import AsyncIterator, Iterator, Mapping
+from pathlib import Path
+from typing import Any, Final
+
+import asyncpg
+
+from app.data.conversations.history import ConversationHistoryUnit
+from app.data.conversations.models import MAX_CONVERSATION_ID_CHARS
+from app.data.errors import MalformedImportError, TransferError
+from app.data.transfer.formats import (
+    MERGE_STRATEGIES,
+    MESSAGE_FIELDS,
+    ExportFormat,
+    ImportCounts,
+    MergeStrategy,
+    parse_format,
+)
+from app.data.transfer.readers import read_json, read_parquet, read_xml
+from app.data.transfer.rows import StagedRow, check_mapping, coerce_row, mapped_names
+
+__all__ = ["ImportManager"]
+
+BATCH_ROWS: Final = 2000
+STAGE: Final = "data_import_stage"
+_COPY_CONTEXT: Final = re.compile(r"line (\d+)(?:, column (\w+))?")
+_TEXT_COLUMNS: Final = "conversation_id, timestamp, user_input, agent_response, response_time_ms"
+
+_CREATE_STAGE: Final = f"""
+CREATE TEMP TABLE {STAGE} (
+    _row bigint GENERATED ALWAYS AS IDENTITY,
+    message_id bigint,
+    conversation_id text,
+    timestamp timestamptz,
+    user_input text,
+    agent_response text,
+    response_time_ms double precision,
+    metadata jsonb
+) ON COMMIT DROP
+"""
+
+# The first bad row and field of the staging table (a backstop for CSV, read by Postgres).
+_FIRST_BAD: Final = """
+SELECT _row, bad FROM (
+    SELECT _row, CASE
+        WHEN conversation_id IS NULL OR conversation_id = '' OR length(conversation_id) > $2
+            THEN 'conversation_id'
+        WHEN timestamp IS NULL THEN 'timestamp'
+        WHEN user_input IS NULL OR octet_length(user_input) > $1 THEN 'user_input'
+        WHEN agent_response IS NULL OR octet_length(agent_response) > $1 THEN 'agent_response'
+        WHEN response_time_ms IS NULL OR NOT response_time_ms BETWEEN 0 AND 'Infinity'::float8
+            OR response_time_ms = 'Infinity' THEN 'response_time_ms'
+        WHEN message_id IS NOT NULL AND message_id < 1 THEN 'message_id'
+        WHEN metadata IS NOT NULL AND (jsonb_typeof(metadata) <> 'object'
+            OR octet_length(metadata::text) > $1) THEN 'metadata'
+    END AS bad FROM data_import_stage
+) AS checked WHERE bad IS NOT NULL ORDER BY _row LIMIT 1
+"""
+_REPEATED_ID: Final = """
+SELECT message_id, min(_row) AS first_row, max(_row) AS last_row FROM data_import_stage
+WHERE message_id IS NOT NULL GROUP BY message_id HAVING count(*) > 1 ORDER BY 2 LIMIT 1
+"""
+
+
+def _copy_error(exc: asyncpg.PostgresError) -> MalformedImportError:
+    """A Postgres COPY error as the row (data line) and column it names."""
+    context = getattr(exc, "context", None) or ""
+    match = _COPY_CONTEXT.search(context)
+    row = int(match.group(1)) - 1 if match else None  # line 1 is the header
+    field = match.group(2) if match else None
+    return MalformedImportError(getattr(exc, "message", str(exc)), row=row, field=field)
+
+
+class ImportManager:
+    """Imports message files into a history unit's table."""
+
+    def __init__(
+        self, history: ConversationHistoryUnit, *, max_field_bytes: int | None = None
+    ) -> None:
+        self.history = history
+        self.max_field_bytes = max_field_bytes or history.max_field_bytes
+
+    async def import_conversations(
+        self,
+        input_file: str | Path,
+        format: ExportFormat | str,
+        merge_strategy: MergeStrategy = "append",
+        field_mapping: Mapping[str, str] | None = None,
+    ) -> ImportCounts:
+        """Import every row of ``input_file`` or none; the counts of what happened (CV5)."""
+        fmt = parse_format(format)
+        if merge_strategy not in MERGE_STRATEGIES:
+            raise TransferError(
+                f"merge_strategy must be one of {list(MERGE_STRATEGIES)}; got {merge_strategy!r}"
+            )
+        mapping = check_mapping(field_mapping)
+        path = Path(input_file)
+        if not await asyncio.to_thread(path.is_file):
+            raise TransferError(f"import file {path} does not exist or is not a file")
+        history = self.history
+        async with history.connection("import_conversations") as conn, conn.transaction():
+            await conn.execute(_CREATE_STAGE)
+            if fmt is ExportFormat.CSV:
+                await self._stage_csv(conn, path, mapping)
+            else:
+                await conn.copy_records_to_table(
+                    STAGE, records=self._batches(fmt, path, mapping), columns=MESSAGE_FIELDS
+                )
+            total = await self._check_stage(conn)
+            counts = await self._merge(conn, merge_strategy, total)
+        return counts
+
+    # -- staging ----------------------------------------------------------------------------
+
+    async def _stage_csv(self, conn: Any, path: Path, mapping: dict[str, str]) -> None:
+        header = await asyncio.to_thread(_csv_header, path)
+        columns = mapped_names(header, mapping, row=None)
+        try:
+            await conn.copy_to_table(
+                STAGE, source=str(path), columns=columns, format="csv", header=True
+            )
+        except (asyncpg.DataError, asyncpg.IntegrityConstraintViolationError) as exc:
+            raise _copy_error(exc) from None
+        except asyncpg.PostgresError as exc:
+            if getattr(exc, "sqlstate", "").startswith("22"):  # data exception
+                raise _copy_error(exc) from None
+            raise
+
+    async def _batches(
+        self, fmt: ExportFormat, path: Path, mapping: dict[str, str]
+    ) -> AsyncIterator[StagedRow]:
+        rows = self._rows(fmt, path, mapping)
+        while batch := await asyncio.to_thread(_take, rows, BATCH_ROWS):
+            for row in batch:
+                yield row
+
+    def _rows(self, fmt: ExportFormat, path: Path, mapping: dict[str, str]) -> Iterator[StagedRow]:
+        limit = self.max_field_bytes
+        if fmt is ExportFormat.JSON:
+            source = read_json(path, max_row_chars=4 * limit + 65536)
+        elif fmt is ExportFormat.XML:
+            source = read_xml(path, "message")
+        else:
+            source = read_parquet(path)
+        names_seen: dict[tuple[str, ...], list[str]] = {}
+        for row, raw in source:
+            keys = tuple(raw)
+            renamed = names_seen.get(keys)
+            if renamed is None:
+                renamed = mapped_names(list(keys), mapping, row=row)
+                names_seen[keys] = renamed
+            yield coerce_row(dict(zip(renamed, raw.values(), strict=True)), row, limit)
+
+    async def _check_stage(self, conn: Any) -> int:
+        bad = await conn.fetchrow(_FIRST_BAD, self.max_field_bytes, MAX_CONVERSATION_ID_CHARS)
+        if bad is not None:
+            raise MalformedImportError(
+                "missing, empty, out of range or too large", row=bad["_row"], field=bad["bad"]
+            )
+        repeated = await conn.fetchrow(_REPEATED_ID)
+        if repeated is not None:
+            raise MalformedImportError(
+                f"message_id {repeated['message_id']} appears again at row {repeated['last_row']}",
+                row=repeated["first_row"],
+                field="message_id",
+            )
+        total: int = await conn.fetchval(f"SELECT count(*) FROM {STAGE}")  # noqa: S608
+        return total
+
+    # -- merging ----------------------------------------------------------------------------
+
+    async def _merge(self, conn: Any, strategy: str, total: int) -> ImportCounts:
+        table = self.history.table
+        sequence = await conn.fetchval(self.history._sequence_sql)
+        if strategy == "append":
+            clash = await conn.fetchrow(
+                f"SELECT s._row, s.message_id FROM {STAGE} s JOIN {table} t ON t.id = s.message_id "  # noqa: S608
+                "ORDER BY s._row LIMIT 1"
+            )
+            if clash is not None:
+                raise MalformedImportError(
+                    f"message_id {clash['message_id']} is already stored (merge_strategy "
+                    "'append' adds new messages; use 'replace' or 'skip_duplicates')",
+                    row=clash["_row"],
+                    field="message_id",
+                )
+        source = (
+            f"SELECT COALESCE(message_id, nextval($1::regclass)), {_TEXT_COLUMNS}, "  # noqa: S608
+            f"COALESCE(metadata, '{{}}'::jsonb) FROM {STAGE}"
+        )
+        if strategy == "skip_duplicates":
+            # Rows already stored are left out before the insert: an INSERT computes the
+            # generated tsvector of every row it is given, even one its conflict rule drops.
+            source += (
+                " WHERE message_id IS NULL OR NOT EXISTS "  # noqa: S608 (quoted identifiers)
+                f"(SELECT 1 FROM {table} AS stored WHERE stored.id = {STAGE}.message_id)"
+            )
+        insert = f"INSERT INTO {table} (id, {_TEXT_COLUMNS}, metadata) {source} ORDER BY _row"
+        if strategy == "replace":
+            updates = ", ".join(
+                f"{name} = EXCLUDED.{name}" for name in (*_TEXT_COLUMNS.split(", "), "metadata")
+            )
+            sql = (
+                f"WITH written AS ({insert} ON CONFLICT (id) DO UPDATE SET {updates} "  # noqa: S608
+                "RETURNING (xmax = 0) AS fresh) "
+                "SELECT count(*) FILTER (WHERE fresh), count(*) FILTER (WHERE NOT fresh) "
+                "FROM written"
+            )
+        else:
+            # append: a stored id was refused above; skip_duplicates: a row stored meanwhile
+            # by another writer is skipped too.
+            conflict = " ON CONFLICT (id) DO NOTHING" if strategy == "skip_duplicates" else ""
+            sql = (
+                f"WITH written AS ({insert}{conflict} RETURNING 1) "  # noqa: S608
+                "SELECT count(*), 0::bigint FROM written"
+            )
+        inserted, updated = await conn.fetchrow(sql, sequence)
+        # Ids taken from the file may be past the sequence: move it beyond them.
+        await conn.execute(
+            f"SELECT setval($1::regclass, GREATEST((SELECT max(id) FROM {table}), "  # noqa: S608
+            "nextval($1::regclass)))",
+            sequence,
+        )
+        return ImportCounts(total, inserted, updated, total - inserted - updated)
+
+
+def _csv_header(path: Path) -> list[str]:
+    with open(path, encoding="utf-8", newline="") as handle:
+        try:
+            header = next(csv.reader(handle), None)
+        except (csv.Error, UnicodeDecodeError) as exc:
+            raise MalformedImportError(f"unreadable CSV header: {exc}", row=0) from None
+    if not header:
+        raise MalformedImportError("the CSV file is empty (a header row is required)", row=0)
+    return header
+
+
+def _take(rows: Iterator[StagedRow], count: int) -> list[StagedRow]:
+    batch = []
+    for row in rows:
+        batch.append(row)
+        if len(batch) >= count:
+            break
+    return batch
