@@ -166,6 +166,21 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
+def wait_for_answer(
+    process: subprocess.Popen[str], url: str, *, within_s: float = 90
+) -> httpx.Response:
+    """The first answer of a ``serve`` process at ``url``, polled until it listens; fails
+    with its stderr if it exits first."""
+    deadline = time.monotonic() + within_s
+    while True:
+        try:
+            return httpx.get(url, timeout=5)
+        except httpx.TransportError:
+            assert process.poll() is None, process.communicate()[1]
+            assert time.monotonic() < deadline, f"serve did not answer within {within_s} s"
+            time.sleep(0.2)
+
+
 def test_serve_answers_health_and_stops_cleanly(tmp_path: Path) -> None:
     """serve answers /health/live and /health/ready, and on SIGTERM stops its embedded Postgres."""
     port = free_port()
@@ -178,15 +193,7 @@ def test_serve_answers_health_and_stops_cleanly(tmp_path: Path) -> None:
         text=True,
     )
     try:
-        deadline = time.monotonic() + 90
-        while True:
-            try:
-                live = httpx.get(f"http://127.0.0.1:{port}/health/live", timeout=1)
-                break
-            except httpx.TransportError:
-                assert process.poll() is None, process.communicate()[1]
-                assert time.monotonic() < deadline, "serve did not answer within 90 s"
-                time.sleep(0.2)
+        live = wait_for_answer(process, f"http://127.0.0.1:{port}/health/live")
         assert live.status_code == 200
         ready = httpx.get(f"http://127.0.0.1:{port}/health/ready", timeout=5)
         assert ready.status_code == 200

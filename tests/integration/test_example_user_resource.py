@@ -7,12 +7,10 @@ import json
 import signal
 import subprocess
 import sys
-import time
 from collections.abc import AsyncIterator, MutableMapping, Sequence
 from pathlib import Path
 from typing import Any
 
-import httpx
 import pytest
 import structlog
 from dependency_injector import providers
@@ -24,7 +22,7 @@ from containers import Managed
 from examples.audit_log import AuditedContainer, AuditTrail
 from settings import Settings
 from tests.conftest import serve_app
-from tests.integration.test_cli import ROOT, app_env, free_port
+from tests.integration.test_cli import ROOT, app_env, free_port, wait_for_answer
 
 pytestmark = pytest.mark.integration
 
@@ -148,15 +146,7 @@ def test_serve_with_the_users_container_runs_its_resource(tmp_path: Path) -> Non
         text=True,
     )
     try:
-        deadline = time.monotonic() + 90
-        while True:
-            try:
-                ready = httpx.get(f"http://127.0.0.1:{port}/health/ready", timeout=5)
-                break
-            except httpx.TransportError:
-                assert process.poll() is None, process.communicate()[1]
-                assert time.monotonic() < deadline, "serve did not answer within 90 s"
-                time.sleep(0.2)
+        ready = wait_for_answer(process, f"http://127.0.0.1:{port}/health/ready")
         assert ready.status_code == 200
         assert ready.json()["backends"]["audit"]["status"] == "ok"
     finally:
