@@ -87,6 +87,7 @@ async def test_auto_selects_faiss_in_single_node_and_backend_overrides_auto(
     container = create_container(faiss)
     container.postgres.override(providers.Object(None))  # not what this test is about
     container.database.override(providers.Object(None))
+    container.conversation_history.override(providers.Object(None))
     async with build_lifecycle(container):
         assert isinstance(await get_vectors(container), VectorIndex)
     settings = pgvector_settings(

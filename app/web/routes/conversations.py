@@ -28,7 +28,10 @@ router = APIRouter(
     responses=ERROR_RESPONSES,
     route_class=JSONRoute,
 )
-ConversationId = Annotated[str, Path(min_length=1, max_length=MAX_CONVERSATION_ID_CHARS)]
+# NUL cannot be stored in Postgres text: declared, so clients (and the fuzz) know up front.
+ConversationId = Annotated[
+    str, Path(min_length=1, max_length=MAX_CONVERSATION_ID_CHARS, pattern=r"^[^\x00]+$")
+]
 Limit = Annotated[int, Query(ge=1, le=MAX_LIMIT)]
 MEDIA_TYPES = {
     ExportFormat.JSON: "application/json",
@@ -41,7 +44,10 @@ MEDIA_TYPES = {
 # Registered before "/{conversation_id}/..." routes; the colon keeps it apart from ids anyway.
 @router.get(":search", dependencies=[Depends(only_query("q", "limit", "order"))])
 async def search(
-    q: Annotated[str, Query(min_length=1, max_length=MAX_QUERY_CHARS)],
+    q: Annotated[
+        str,
+        Query(min_length=1, max_length=MAX_QUERY_CHARS, pattern=r"^[^\x00]*[^\x00\s][^\x00]*$"),
+    ],
     limit: Limit = 20,
     order: Literal["recency", "relevance"] = "recency",
 ) -> list[MessageOut]:
