@@ -47,6 +47,8 @@ async def check() -> int:
     cancel_on_sigterm()
     container = create_container(load_settings())
     container.vector_layer.read_only.override(providers.Object(True))
+    # Reports the relays' and projections' lag; publishing stays with the serving process.
+    container.entity_layer.run_consumers.override(providers.Object(False))
     async with build_lifecycle(container) as lifecycle:
         results = await check_readiness(lifecycle)
     print(readiness_table(results))

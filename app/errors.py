@@ -37,7 +37,8 @@ catch either (``except ValueError`` still catches a ``DimensionMismatchError``):
         ├── HasChildrenError                     a parent with live children cannot be deleted
         ├── InvalidListingError (ValueError)     listing bounds or filters that do not fit
         │   └── InvalidCursorError               a cursor this layer did not make (or not for this)
-        └── EventNotFoundError (LookupError)     no event with that id
+        ├── EventNotFoundError (LookupError)     no event with that id
+        └── EntitiesNotReadyError                a relay cannot publish / a projection fails
 """
 
 from __future__ import annotations
@@ -53,6 +54,7 @@ __all__ = [
     "ConfigurationError",
     "DataLayerError",
     "DimensionMismatchError",
+    "EntitiesNotReadyError",
     "EntityError",
     "EntityNotFoundError",
     "EventBusError",
@@ -271,3 +273,12 @@ class InvalidCursorError(InvalidListingError):
 
 class EventNotFoundError(EntityError, LookupError):
     """No event has that id."""
+
+
+class EntitiesNotReadyError(EntityError):
+    """A relay cannot publish or a projection keeps failing; ``details`` has every consumer's
+    checkpoint and lag."""
+
+    def __init__(self, message: str, details: dict[str, object]) -> None:
+        self.details = details
+        super().__init__(message)

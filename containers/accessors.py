@@ -14,6 +14,7 @@ import redis.asyncio as aioredis
 from aio_pika.abc import AbstractRobustConnection
 from elasticsearch import AsyncElasticsearch
 
+from app.entities.runtime import Entities
 from app.events import EventBus
 from app.state import StateBackend
 from app.vectors import VectorIndex
@@ -22,6 +23,7 @@ from settings import Settings
 
 __all__ = [
     "get_elasticsearch",
+    "get_entities",
     "get_event_bus",
     "get_postgres",
     "get_rabbitmq",
@@ -71,3 +73,7 @@ async def get_event_bus(container: Container) -> EventBus:
 
 async def get_vectors(container: Container) -> VectorIndex:
     return cast(VectorIndex, await resolve(container.vectors))
+
+
+async def get_entities(container: Container) -> Entities:
+    return cast(Entities, await resolve(container.entities))

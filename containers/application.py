@@ -6,6 +6,7 @@ from dependency_injector import containers, providers
 
 from containers.backends import BackendsContainer
 from containers.core import CoreContainer
+from containers.entities import EntitiesContainer
 from containers.events import EventsContainer
 from containers.state import StateContainer
 from containers.vectors import VectorsContainer
@@ -18,7 +19,8 @@ class Container(containers.DeclarativeContainer):
     """Everything an application needs to talk to its data.
 
     Override the public providers (``settings``, ``redis``, ``postgres``, ``elasticsearch``,
-    ``rabbitmq``, ``state_backend``, ``event_bus``, ``vectors``) with fakes in tests; an
+    ``rabbitmq``, ``state_backend``, ``event_bus``, ``vectors``, ``entities``) with fakes in
+    tests; an
     overridden provider's real resource is never started by the lifecycle.
     """
 
@@ -44,6 +46,17 @@ class Container(containers.DeclarativeContainer):
 
     vector_layer = providers.Container(VectorsContainer, settings=core.settings)
     vectors = vector_layer.index
+
+    # Redis is handed over as its provider: the entities use it only if the lifecycle started
+    # it (distributed mode), and never start it themselves.
+    entity_layer = providers.Container(
+        EntitiesContainer,
+        settings=core.settings,
+        postgres=backends.postgres,
+        event_bus=event_layer.bus,
+        redis=backends.redis.provider,
+    )
+    entities = entity_layer.entities
 
 
 def create_container(settings: Settings | None = None) -> Container:

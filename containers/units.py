@@ -6,6 +6,8 @@ from collections.abc import Awaitable, Callable
 from dataclasses import replace
 from typing import Any
 
+from dependency_injector import providers
+
 from app.backends import ping_elasticsearch, ping_postgres, ping_rabbitmq, ping_redis
 from containers.application import Container
 from containers.lifecycle import ResourceUnit
@@ -35,6 +37,7 @@ PINGS: dict[str, Callable[[Any], Awaitable[object]]] = {
     "state": _ping_method,
     "events": _ping_method,
     "vectors": _ping_method,
+    "entities": _ping_method,
 }
 
 
@@ -57,6 +60,13 @@ def _postgres_address(settings: Settings) -> str:
     if settings.embedded_postgres:
         return f"embedded:{settings.data_dir / 'postgres'}"
     return settings.postgres.address()
+
+
+def _overridden_with_none(provider: Any) -> bool:
+    """``container.postgres.override(providers.Object(None))``: a run without Postgres (and so
+    without the entities, which live there)."""
+    last = provider.last_overriding
+    return provider.overridden and isinstance(last, providers.Object) and last() is None
 
 
 def resource_units(container: Container, settings: Settings) -> list[ResourceUnit]:
@@ -159,6 +169,18 @@ def resource_units(container: Container, settings: Settings) -> list[ResourceUni
                 ("logging",),
                 PINGS["vectors"],
                 stop_timeout_s=VECTORS_STOP_TIMEOUT_S,
+            ),
+        ),
+        (
+            not _overridden_with_none(container.postgres),
+            container.entities,
+            ResourceUnit(
+                "entities",
+                container.entities,
+                _postgres_address(settings),
+                ("logging", "postgres", "events", "redis"),
+                PINGS["entities"],
+                stop_timeout_s=settings.entities.relay_publish_timeout_s + TIMEOUT_MARGIN_S,
             ),
         ),
     ]

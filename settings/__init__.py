@@ -6,6 +6,7 @@ from settings.secrets import mask_url, mask_urls
 from settings.sections import (
     ApiSettings,
     ElasticsearchSettings,
+    EntitiesSettings,
     EventsSettings,
     FaissSettings,
     LogSettings,
@@ -21,6 +22,7 @@ __all__ = [
     "DeploymentMode",
     "ElasticsearchSettings",
     "EmbeddedPostgres",
+    "EntitiesSettings",
     "EventBusKind",
     "EventsSettings",
     "FaissSettings",

@@ -14,6 +14,7 @@ from settings.enums import DeploymentMode, EmbeddedPostgres, EventBusKind
 from settings.sections import (
     ApiSettings,
     ElasticsearchSettings,
+    EntitiesSettings,
     EventsSettings,
     FaissSettings,
     LogSettings,
@@ -54,6 +55,7 @@ class Settings(BaseSettings):
     api: ApiSettings = Field(default_factory=ApiSettings)
     state: StateSettings = Field(default_factory=StateSettings)
     events: EventsSettings = Field(default_factory=EventsSettings)
+    entities: EntitiesSettings = Field(default_factory=EntitiesSettings)
 
     @model_validator(mode="after")
     def _mode_requirements(self) -> Settings:

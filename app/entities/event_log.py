@@ -79,12 +79,14 @@ class EventPage:
 
 
 def event_from_row(row: asyncpg.Record) -> StoredEvent:
+    # asyncpg hands out its own UUID subclass; events carry the standard one (DataEvent
+    # insists on exactly ``uuid.UUID``).
     return StoredEvent(
         row["global_position"],
-        row["event_id"],
+        UUID(int=row["event_id"].int),
         row["event_type"],
         row["entity_type"],
-        row["entity_id"],
+        UUID(int=row["entity_id"].int),
         row["entity_version"],
         pydantic_core.from_json(row["payload"]),
         pydantic_core.from_json(row["metadata"]),

@@ -18,8 +18,15 @@ from app.errors import (
     BackendClosedError,
     BackendNotConfiguredError,
     BusClosedError,
+    ConcurrencyError,
     DataLayerError,
+    EntitiesNotReadyError,
+    EntityNotFoundError,
+    EventNotFoundError,
     EventTooLargeError,
+    HasChildrenError,
+    InvalidCursorError,
+    MissingParentError,
     NotStartedError,
     PublishError,
     StateBackendUnavailableError,
@@ -82,7 +89,14 @@ STATUS_BY_ERROR: tuple[tuple[type[BaseException], int, str], ...] = (
     (NotStartedError, 503, "not_started"),
     (PublishError, 503, "publish_failed"),
     (StateBackendUnavailableError, 503, "state_unavailable"),
+    (EntitiesNotReadyError, 503, "entities_not_ready"),
     (EventTooLargeError, 413, "too_large"),
+    (EntityNotFoundError, 404, "not_found"),
+    (EventNotFoundError, 404, "not_found"),
+    (ConcurrencyError, 409, "version_conflict"),
+    (HasChildrenError, 409, "has_children"),
+    (MissingParentError, 422, "missing_parent"),
+    (InvalidCursorError, 422, "invalid_cursor"),
     (ValueError, 422, "invalid_input"),
     (TypeError, 422, "invalid_input"),
 )
@@ -102,7 +116,21 @@ PUBLIC_MESSAGES: dict[str, str] = {
     "publish_failed": "the event broker did not confirm the event in time; retry later",
     "state_unavailable": "the state store is unavailable; retry later",
     "internal_error": "internal error; quote the request id",
+    "entities_not_ready": "the entity store is not ready; retry later",
 }
+
+
+def _entity_error_facts(exc: DataLayerError) -> tuple[Any, dict[str, str] | None]:
+    """The details (and headers) a client needs to act on an entity error: the current
+    version (and its ETag) on a conflict, the field of a missing parent, the children."""
+    if isinstance(exc, ConcurrencyError):
+        details = {"current_version": exc.current, "expected_version": exc.expected}
+        return details, {"ETag": f'"{exc.current}"'}
+    if isinstance(exc, MissingParentError):
+        return {"field": exc.field, "parent_type": exc.parent_type}, None
+    if isinstance(exc, HasChildrenError):
+        return {"children": exc.children}, None
+    return None, None
 
 
 def _status_for(exc: DataLayerError) -> tuple[int, str]:
@@ -158,7 +186,10 @@ def install_error_handlers(app: FastAPI, routers: Sequence[APIRouter]) -> None:
     async def data_layer_error(request: Request, exc: DataLayerError) -> JSONResponse:
         status, code = _status_for(exc)
         if status < 500:
-            return error_response(status, code, str(exc), _request_id(request))
+            details, headers = _entity_error_facts(exc)
+            return error_response(
+                status, code, str(exc), _request_id(request), details, headers=headers
+            )
         log.error("api.backend_error", code=code, error=f"{type(exc).__name__}: {exc}")
         return error_response(status, code, PUBLIC_MESSAGES[code], _request_id(request))
 

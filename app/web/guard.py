@@ -1,4 +1,5 @@
-"""A pure ASGI middleware for ``/v1``: request id, bearer auth, per-caller rate limit, headers.
+"""A pure ASGI middleware for ``/v1`` and ``/api``: request id, bearer auth, per-caller rate
+limit, headers.
 
 Pure ASGI rather than ``BaseHTTPMiddleware`` so it adds no task or stream wrapping per request
 (it wraps ``send`` only to add headers), and server-sent event streams pass through untouched.
@@ -20,11 +21,12 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from app.state import StateBackend
 from app.web.errors import PUBLIC_MESSAGES, error_response
 
-__all__ = ["ApiGuard", "caller_of"]
+__all__ = ["PROTECTED_PREFIXES", "ApiGuard", "caller_of", "is_protected"]
 
 log = structlog.get_logger(__name__)
 
-PROTECTED_PREFIX = "/v1"
+# Our own API and the original service's (entities, events, ...): same auth and limits.
+PROTECTED_PREFIXES: tuple[str, ...] = ("/v1", "/api")
 REQUEST_ID_HEADER = "x-request-id"
 MAX_REQUEST_ID = 128
 
@@ -55,6 +57,12 @@ def _client_address(scope: Scope) -> str:
     return f"ip:{client[0] if client else 'unknown'}"
 
 
+def is_protected(path: str) -> bool:
+    """Every path starting with ``/v1`` or ``/api`` (as ``/v1`` alone was before: nothing
+    under those prefixes answers without a token, not even a 404)."""
+    return path.startswith(PROTECTED_PREFIXES)
+
+
 def _route_path(scope: Scope) -> str:
     """The path the app's router matches: without the ``root_path`` a proxy or a mount added.
 
@@ -69,7 +77,8 @@ def _route_path(scope: Scope) -> str:
 
 
 class ApiGuard:
-    """Authenticate and rate-limit ``/v1`` requests; give every response a request id."""
+    """Authenticate and rate-limit ``/v1`` and ``/api`` requests; give every response a
+    request id."""
 
     def __init__(
         self,
@@ -116,7 +125,7 @@ class ApiGuard:
         extra = {"X-Request-ID": request_id}
         with structlog.contextvars.bound_contextvars(request_id=request_id):
             refusal = None
-            if _route_path(scope).startswith(PROTECTED_PREFIX):
+            if is_protected(_route_path(scope)):
                 refusal = await self._guard(scope, headers, state, extra)
             declared = _declared_length(headers)
             if refusal is None and declared is not None and declared > self._max_body:

@@ -39,6 +39,7 @@ async def ready(request: Request) -> JSONResponse:
         "status": "ok" if ok else "error",
         "backends": {
             name: {"status": result.status, "latency_ms": result.latency_ms}
+            | ({"details": result.details} if result.details else {})
             for name, result in results.items()
         },
     }

@@ -1,0 +1,107 @@
+"""``/api/events``: the recorded entity events (D10), one event by id, and the per-agent goal
+statistics the projection keeps (``/api/agents/{id}/stats``)."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Annotated, Any, Literal
+from uuid import UUID
+
+from fastapi import APIRouter, Query
+from pydantic import BaseModel
+
+from app.entities.event_log import MAX_EVENT_PAGE, MAX_OFFSET, EventQuery
+from app.entities.records import StoredEvent
+from app.services import entities as service
+from app.web.errors import ERROR_RESPONSES, ErrorBody
+from app.web.json_route import JSONRoute
+
+__all__ = ["router"]
+
+router = APIRouter(prefix="/api", responses=ERROR_RESPONSES, route_class=JSONRoute)
+NOT_FOUND: dict[int | str, dict[str, Any]] = {404: {"model": ErrorBody, "description": "none"}}
+Word = Annotated[str | None, Query(min_length=1, max_length=255)]
+Position = Annotated[int | None, Query(ge=0, le=2**63 - 1)]
+
+
+class EventOut(BaseModel):
+    """A recorded event (the same object the Redis sink publishes)."""
+
+    event_id: UUID
+    event_type: str
+    entity_type: str
+    entity_id: UUID
+    entity_version: int
+    global_position: int
+    payload: dict[str, Any]
+    metadata: dict[str, Any]
+    timestamp: datetime
+
+
+class EventPageOut(BaseModel):
+    items: list[EventOut]
+    next_cursor: str | None
+
+
+class AgentStats(BaseModel):
+    agent_id: UUID
+    goals_by_status: dict[str, int]
+    total_goals: int
+
+
+def _out(event: StoredEvent) -> EventOut:
+    return EventOut(
+        event_id=event.event_id,
+        event_type=event.event_type,
+        entity_type=event.entity_type,
+        entity_id=event.entity_id,
+        entity_version=event.entity_version,
+        global_position=event.global_position,
+        payload=event.payload,
+        metadata=event.metadata,
+        timestamp=event.created_at,
+    )
+
+
+@router.get("/events", tags=["events"])
+async def list_events(
+    *,
+    event_type: Word = None,
+    entity_type: Word = None,
+    entity_id: Annotated[UUID | None, Query(description="needs entity_type")] = None,
+    after: Annotated[Position, Query(description="only events after this position")] = None,
+    before: Annotated[Position, Query(description="only events before this position")] = None,
+    limit: Annotated[int, Query(ge=1, le=MAX_EVENT_PAGE)] = 100,
+    order: Literal["asc", "desc"] = "asc",
+    cursor: Annotated[str | None, Query(max_length=512)] = None,
+    offset: Annotated[int, Query(ge=0, le=MAX_OFFSET, description="prefer cursor")] = 0,
+) -> EventPageOut:
+    """Events in position order (``order=desc``: newest first), filtered; ``next_cursor``
+    continues the listing (keyset: the same cost at any depth)."""
+    query = EventQuery(
+        event_type=event_type,
+        entity_type=entity_type,
+        entity_id=entity_id,
+        after=after,
+        before=before,
+        limit=limit,
+        order=order,
+        cursor=cursor,
+        offset=offset,
+    )
+    page = await service.list_entity_events(query)
+    return EventPageOut(items=[_out(e) for e in page.items], next_cursor=page.next_cursor)
+
+
+@router.get("/events/{event_id}", tags=["events"], responses=NOT_FOUND)
+async def get_event(event_id: UUID) -> EventOut:
+    """One event by its id."""
+    return _out(await service.get_entity_event(event_id))
+
+
+@router.get("/agents/{agent_id}/stats", tags=["agents"], responses=NOT_FOUND)
+async def agent_stats(agent_id: UUID) -> AgentStats:
+    """The agent's live goals counted by status (kept by a projection: it may trail the
+    newest events by the projection's lag)."""
+    counts = await service.agent_goal_stats(agent_id)
+    return AgentStats(agent_id=agent_id, goals_by_status=counts, total_goals=sum(counts.values()))
