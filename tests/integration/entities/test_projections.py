@@ -26,7 +26,7 @@ async def stats_table(pool: asyncpg.Pool) -> list[tuple[UUID, str, int]]:
 
 async def checkpoint_at(pool: asyncpg.Pool, name: str, position: int) -> bool:
     value = await pool.fetchval("SELECT position FROM event_checkpoints WHERE name = $1", name)
-    return value == position
+    return bool(value == position)
 
 
 async def head(pool: asyncpg.Pool) -> int:
