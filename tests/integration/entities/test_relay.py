@@ -78,7 +78,9 @@ async def test_d7_a_failing_sink_keeps_the_checkpoint_and_retries(
     await entities.start()
     try:
         await eventually(lambda: sink.attempts >= 2, what="a retried attempt")
-        with pytest.raises(EntitiesNotReadyError, match="publish to flaky failed: ConnectionError") as caught:
+        with pytest.raises(
+            EntitiesNotReadyError, match="publish to flaky failed: ConnectionError"
+        ) as caught:
             await entities.ping()
         assert caught.value.details["relay:flaky"]["lag"] == 5  # type: ignore[index]
         assert await checkpoint(pool, "relay:flaky") == 0
