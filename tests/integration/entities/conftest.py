@@ -3,7 +3,9 @@ store on it, and the HTTP API in both deployment modes."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+import asyncio
+from collections.abc import AsyncIterator, Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 from urllib.parse import urlsplit, urlunsplit
@@ -14,7 +16,7 @@ import pytest
 
 from app.entities import CATALOG, EntityStore
 from app.entities.schema import apply_migrations
-from containers import create_container
+from containers import Container, create_container
 from settings import Settings, load_settings
 from tests.conftest import API_TOKEN, serve_app
 from tests.services import delete_bus_topology
@@ -86,13 +88,16 @@ def mode_settings(
 
 
 @pytest.fixture(params=["single_node", "distributed"])
-async def mode_config(
+def mode_config(
     request: pytest.FixtureRequest,
     tmp_path: Path,
     postgres_dsn: str,
     unique_name: str,
-) -> AsyncIterator[Settings]:
-    """The settings of one deployment mode, isolated (own database, namespace, exchange)."""
+) -> Iterator[Settings]:
+    """The settings of one deployment mode, isolated (own database, namespace, exchange).
+
+    A plain fixture: it asks for the distributed mode's services only in that mode (an
+    async fixture cannot ask for other async fixtures by name)."""
     mode: Mode = request.param
     if mode == "single_node":
         yield mode_settings(mode, tmp_path, dsn="", rabbitmq_url="", redis_url="", name=unique_name)
@@ -103,11 +108,27 @@ async def mode_config(
     yield mode_settings(
         mode, tmp_path, dsn=dsn, rabbitmq_url=rabbitmq_url, redis_url=redis_url, name=unique_name
     )
-    await delete_bus_topology(rabbitmq_url, unique_name)
+    asyncio.run(delete_bus_topology(rabbitmq_url, unique_name))
+
+
+@dataclass
+class Served:
+    """The app under test: its HTTP client and its container (to reach the bus)."""
+
+    client: httpx.AsyncClient
+    container: Container
+    settings: Settings
 
 
 @pytest.fixture
-async def entity_api(mode_config: Settings) -> AsyncIterator[httpx.AsyncClient]:
+async def served(mode_config: Settings) -> AsyncIterator[Served]:
+    """The real app in the mode's real stack."""
+    container = create_container(mode_config)
+    async with serve_app(container) as client:
+        yield Served(client, container, mode_config)
+
+
+@pytest.fixture
+def entity_api(served: Served) -> httpx.AsyncClient:
     """An HTTP client on the real app in the mode's real stack."""
-    async with serve_app(create_container(mode_config)) as client:
-        yield client
+    return served.client
