@@ -269,7 +269,7 @@ async def test_relay_delivers_to_the_configured_sinks(served: Served) -> None:
     assert [str(e.id) for e in received] == [e["event_id"] for e in events]
     assert [e.key for e in received] == [m["id"] for m in made]
     if pubsub is not None and redis_client is not None:
-        messages = []
+        messages: list[dict[str, Any]] = []
         async with asyncio.timeout(10):
             while len(messages) < 5:
                 message = await pubsub.get_message(ignore_subscribe_messages=True, timeout=1.0)
