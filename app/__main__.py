@@ -1,4 +1,5 @@
-"""``python -m app serve|check``: run the service, or check every backend once and exit."""
+"""``python -m app serve|check|migrate``: run the service, check every backend once, or apply
+the schema migrations."""
 
 from __future__ import annotations
 
@@ -15,6 +16,7 @@ import structlog
 import uvicorn
 from dependency_injector import providers
 
+from app.database.cli import add_migrate_parser, migrate
 from app.errors import DataLayerError, ResourceStopError
 from containers import build_lifecycle, check_readiness, create_container, readiness_table
 from settings import load_settings
@@ -149,10 +151,13 @@ def main(argv: list[str] | None = None) -> int:
     commands.add_parser(
         "check", help="start every backend (the vector index read-only), print readiness, stop"
     )
+    add_migrate_parser(commands)
     args = parser.parse_args(argv)
     try:
         if args.command == "check":
             return run(check())
+        if args.command == "migrate":
+            return run(migrate(args.action, dry_run=args.dry_run, dirs=args.dirs))
         return run(serve(args.host, args.port))
     except DataLayerError as exc:
         print(f"error: {exc}", file=sys.stderr)

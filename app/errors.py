@@ -21,24 +21,42 @@ catch either (``except ValueError`` still catches a ``DimensionMismatchError``):
     │   ├── PublishError (ConnectionError)       the broker did not confirm in time
     │   ├── HandlerTimeoutError (TimeoutError)   a handler ran past handler_timeout_s
     │   └── MalformedEventError (ValueError)     a message is not our event envelope
-    └── VectorIndexError
-        ├── DimensionMismatchError (ValueError)  vector of the wrong length
-        ├── InvalidVectorError (ValueError)      NaN, inf or zero vector
-        ├── InvalidIdentifierError (ValueError)  bad namespace, id or metadata
-        ├── InvalidQueryError (ValueError)       bad top_k or metadata filter
-        ├── SnapshotCorruptError                 a snapshot failed verification on load
-        ├── IndexLockedError                     another process writes this index directory
-        └── ReadOnlyIndexError (RuntimeError)    a write on an index opened read_only=True
-    └── EntityError
-        ├── EntityNotFoundError (LookupError)    no such entity (or it was deleted)
-        ├── InvalidEntityError (ValueError)      fields that do not fit the entity's model
-        ├── ConcurrencyError                     the entity moved past the version named
-        ├── MissingParentError (ValueError)      a parent reference names no live entity
-        ├── HasChildrenError                     a parent with live children cannot be deleted
-        ├── InvalidListingError (ValueError)     listing bounds or filters that do not fit
-        │   └── InvalidCursorError               a cursor this layer did not make (or not for this)
-        ├── EventNotFoundError (LookupError)     no event with that id
-        └── EntitiesNotReadyError                a relay cannot publish / a projection fails
+    ├── VectorIndexError
+    │   ├── DimensionMismatchError (ValueError)  vector of the wrong length
+    │   ├── InvalidVectorError (ValueError)      NaN, inf or zero vector
+    │   ├── InvalidIdentifierError (ValueError)  bad namespace, id or metadata
+    │   ├── InvalidQueryError (ValueError)       bad top_k or metadata filter
+    │   ├── SnapshotCorruptError                 a snapshot failed verification on load
+    │   ├── IndexLockedError                     another process writes this index directory
+    │   └── ReadOnlyIndexError (RuntimeError)    a write on an index opened read_only=True
+    ├── EntityError
+    │   ├── EntityNotFoundError (LookupError)    no such entity (or it was deleted)
+    │   ├── InvalidEntityError (ValueError)      fields that do not fit the entity's model
+    │   ├── ConcurrencyError                     the entity moved past the version named
+    │   ├── MissingParentError (ValueError)      a parent reference names no live entity
+    │   ├── HasChildrenError                     a parent with live children cannot be deleted
+    │   ├── InvalidListingError (ValueError)     listing bounds or filters that do not fit
+    │   │   └── InvalidCursorError               a cursor this layer did not make (or not for this)
+    │   ├── EventNotFoundError (LookupError)     no event with that id
+    │   └── EntitiesNotReadyError                a relay cannot publish / a projection fails
+    └── DatabaseError
+        ├── DatabaseConnectionError (ConnectionError)   Postgres unreachable or the connection lost
+        ├── DatabaseNotConnectedError (RuntimeError)    a query before connect() or after close()
+        ├── QueryParameterError (ValueError)            a named parameter missing or extra
+        ├── SqlIdentifierError (ValueError)             a table or column name that is not plain
+        ├── TransactionError (RuntimeError)             misuse of a transaction (VACUUM inside one)
+        ├── BackendAlreadyRegisteredError (ValueError)  register_backend on a taken name
+        ├── QueryError                                  Postgres refused a statement
+        │   ├── QuerySyntaxError (ValueError)           a syntax or name error in the SQL
+        │   ├── UndefinedTableError (LookupError)       the table does not exist
+        │   ├── InvalidParameterValueError (ValueError) a parameter value of the wrong type
+        │   ├── IntegrityConstraintError (ValueError)   a constraint refused the row
+        │   │   └── UniqueViolationError                a unique key is taken
+        │   └── StatementTimeoutError (TimeoutError)    cancelled by a statement or command timeout
+        └── MigrationError
+            ├── MigrationFileError (ValueError)         a migration file's name or content is bad
+            ├── MigrationChecksumError                  an applied file was changed afterwards
+            └── MigrationFailedError                    a migration's SQL failed; rolled back
 """
 
 from __future__ import annotations
@@ -47,12 +65,16 @@ from collections.abc import Sequence
 from typing import Self
 
 __all__ = [
+    "BackendAlreadyRegisteredError",
     "BackendClosedError",
     "BackendNotConfiguredError",
     "BusClosedError",
     "ConcurrencyError",
     "ConfigurationError",
     "DataLayerError",
+    "DatabaseConnectionError",
+    "DatabaseError",
+    "DatabaseNotConnectedError",
     "DimensionMismatchError",
     "EntitiesNotReadyError",
     "EntityError",
@@ -64,23 +86,37 @@ __all__ = [
     "HandlerTimeoutError",
     "HasChildrenError",
     "IndexLockedError",
+    "IntegrityConstraintError",
     "InvalidCursorError",
     "InvalidEntityError",
     "InvalidIdentifierError",
     "InvalidListingError",
+    "InvalidParameterValueError",
     "InvalidQueryError",
     "InvalidVectorError",
     "LifecycleError",
     "MalformedEventError",
+    "MigrationChecksumError",
+    "MigrationError",
+    "MigrationFailedError",
+    "MigrationFileError",
     "MissingParentError",
     "NotStartedError",
     "PublishError",
+    "QueryError",
+    "QueryParameterError",
+    "QuerySyntaxError",
     "ReadOnlyIndexError",
     "ResourceStartError",
     "ResourceStopError",
     "SnapshotCorruptError",
+    "SqlIdentifierError",
     "StateBackendError",
     "StateBackendUnavailableError",
+    "StatementTimeoutError",
+    "TransactionError",
+    "UndefinedTableError",
+    "UniqueViolationError",
     "VectorIndexError",
 ]
 
@@ -282,3 +318,112 @@ class EntitiesNotReadyError(EntityError):
     def __init__(self, message: str, details: dict[str, object]) -> None:
         self.details = details
         super().__init__(message)
+
+
+class DatabaseError(DataLayerError):
+    """Root of the database module's errors (``app.database``)."""
+
+
+class DatabaseConnectionError(DatabaseError, ConnectionError):
+    """Postgres could not be reached, or the connection was lost during a statement."""
+
+
+class DatabaseNotConnectedError(DatabaseError, RuntimeError):
+    """A query on a client before ``connect()`` or after ``close()``."""
+
+
+class QueryParameterError(DatabaseError, ValueError):
+    """The named parameters given do not match the ones the query uses."""
+
+    def __init__(
+        self, message: str, *, missing: Sequence[str] = (), extra: Sequence[str] = ()
+    ) -> None:
+        self.missing = tuple(missing)
+        self.extra = tuple(extra)
+        super().__init__(message)
+
+
+class SqlIdentifierError(DatabaseError, ValueError):
+    """A table or column name is not a plain SQL identifier (refused, never interpolated)."""
+
+
+class TransactionError(DatabaseError, RuntimeError):
+    """A transaction was misused: a statement that cannot run inside one, or use after its end."""
+
+
+class BackendAlreadyRegisteredError(DatabaseError, ValueError):
+    """``register_backend`` was called with a name already taken (pass ``replace=True``)."""
+
+
+class QueryError(DatabaseError):
+    """Postgres refused a statement. The driver's error is ``__cause__``; the facts are fields."""
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        operation: str,
+        table: str | None = None,
+        sqlstate: str | None = None,
+        constraint: str | None = None,
+    ) -> None:
+        self.operation = operation
+        self.table = table
+        self.sqlstate = sqlstate
+        self.constraint = constraint
+        super().__init__(message)
+
+
+class QuerySyntaxError(QueryError, ValueError):
+    """The SQL has a syntax error, or names a column or function that does not exist."""
+
+
+class UndefinedTableError(QueryError, LookupError):
+    """The statement names a table (or view) that does not exist."""
+
+
+class InvalidParameterValueError(QueryError, ValueError):
+    """A parameter's value cannot be sent as the type the statement needs."""
+
+
+class IntegrityConstraintError(QueryError, ValueError):
+    """A constraint (not null, foreign key, check, unique, exclusion) refused the row."""
+
+
+class UniqueViolationError(IntegrityConstraintError):
+    """A unique (or primary) key already holds the value."""
+
+
+class StatementTimeoutError(QueryError, TimeoutError):
+    """The statement was cancelled by ``statement_timeout`` or the client's command timeout."""
+
+
+class MigrationError(DatabaseError):
+    """Root of the schema migration errors."""
+
+
+class MigrationFileError(MigrationError, ValueError):
+    """A migration file has a bad name, a duplicate version, or cannot be read."""
+
+
+class MigrationChecksumError(MigrationError):
+    """An applied migration file was changed after it was applied."""
+
+    def __init__(self, file: str, applied_checksum: str, current_checksum: str) -> None:
+        self.file = file
+        self.applied_checksum = applied_checksum
+        self.current_checksum = current_checksum
+        super().__init__(
+            f"migration {file} was changed after it was applied: the ledger has checksum "
+            f"{applied_checksum}, the file now has {current_checksum}; restore the file, or "
+            "after review accept the new one with `python -m app migrate repair`"
+        )
+
+
+class MigrationFailedError(MigrationError):
+    """A migration file's SQL failed; its transaction (with its ledger row) was rolled back."""
+
+    def __init__(self, file: str, cause: BaseException) -> None:
+        self.file = file
+        detail = str(cause) or type(cause).__name__
+        super().__init__(f"migration {file} failed: {detail}")

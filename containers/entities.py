@@ -16,7 +16,7 @@ from app.entities.schema import apply_migrations, check_tables
 from app.entities.sinks import BusSink, RedisPubSubSink, Sink
 from app.entities.store import EntityStore
 from app.events import EventBus
-from settings import DeploymentMode, Settings
+from settings import DeploymentMode, MigrateMode, Settings
 
 __all__ = ["EntitiesContainer", "entities_resource"]
 
@@ -39,9 +39,11 @@ async def entities_resource(
     *,
     run_consumers: bool = True,
 ) -> AsyncIterator[Entities]:
-    """Apply the entity migrations, check the tables, start the relays and projections."""
+    """Apply pending migrations (unless POSTGRES__MIGRATE=off), check the entity tables
+    against their declarations, start the relays and projections."""
+    if settings.postgres.migrate is MigrateMode.AUTO:
+        await apply_migrations(pool, settings.postgres.migration_dirs)
     async with pool.acquire() as conn:
-        await apply_migrations(conn)
         await check_tables(conn, CATALOG)
     config = settings.entities
     store = EntityStore(pool, CATALOG)

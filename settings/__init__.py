@@ -1,10 +1,18 @@
 """Typed settings of the data layer, read from the environment and ``.env``."""
 
-from settings.enums import ApiAuth, DeploymentMode, EmbeddedPostgres, EventBusKind, LogFormat
+from settings.enums import (
+    ApiAuth,
+    DeploymentMode,
+    EmbeddedPostgres,
+    EventBusKind,
+    LogFormat,
+    MigrateMode,
+)
 from settings.model import Settings, env_name, load_settings
 from settings.secrets import mask_url, mask_urls
 from settings.sections import (
     ApiSettings,
+    DatabaseSettings,
     ElasticsearchSettings,
     EntitiesSettings,
     EventsSettings,
@@ -19,6 +27,7 @@ from settings.sections import (
 __all__ = [
     "ApiAuth",
     "ApiSettings",
+    "DatabaseSettings",
     "DeploymentMode",
     "ElasticsearchSettings",
     "EmbeddedPostgres",
@@ -28,6 +37,7 @@ __all__ = [
     "FaissSettings",
     "LogFormat",
     "LogSettings",
+    "MigrateMode",
     "PostgresSettings",
     "RabbitMQSettings",
     "RedisSettings",

@@ -4,7 +4,14 @@ from __future__ import annotations
 
 from enum import StrEnum
 
-__all__ = ["ApiAuth", "DeploymentMode", "EmbeddedPostgres", "EventBusKind", "LogFormat"]
+__all__ = [
+    "ApiAuth",
+    "DeploymentMode",
+    "EmbeddedPostgres",
+    "EventBusKind",
+    "LogFormat",
+    "MigrateMode",
+]
 
 
 class DeploymentMode(StrEnum):
@@ -41,3 +48,10 @@ class ApiAuth(StrEnum):
 
     ENABLED = "enabled"
     DISABLED = "disabled"
+
+
+class MigrateMode(StrEnum):
+    """Whether the schema migrations run when the database client starts."""
+
+    AUTO = "auto"
+    OFF = "off"

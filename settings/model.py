@@ -13,6 +13,7 @@ from app.errors import ConfigurationError
 from settings.enums import DeploymentMode, EmbeddedPostgres, EventBusKind
 from settings.sections import (
     ApiSettings,
+    DatabaseSettings,
     ElasticsearchSettings,
     EntitiesSettings,
     EventsSettings,
@@ -48,6 +49,7 @@ class Settings(BaseSettings):
 
     redis: RedisSettings = Field(default_factory=RedisSettings)
     postgres: PostgresSettings = Field(default_factory=PostgresSettings)
+    database: DatabaseSettings = Field(default_factory=DatabaseSettings)
     elasticsearch: ElasticsearchSettings = Field(default_factory=ElasticsearchSettings)
     rabbitmq: RabbitMQSettings = Field(default_factory=RabbitMQSettings)
     faiss: FaissSettings = Field(default_factory=FaissSettings)

@@ -9,11 +9,12 @@ from typing import Annotated, Any, ClassVar, Literal
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
 from pydantic_settings import NoDecode
 
-from settings.enums import ApiAuth, EmbeddedPostgres, LogFormat
+from settings.enums import ApiAuth, EmbeddedPostgres, LogFormat, MigrateMode
 from settings.secrets import mask_url, url_component, url_host
 
 __all__ = [
     "ApiSettings",
+    "DatabaseSettings",
     "ElasticsearchSettings",
     "EntitiesSettings",
     "EventsSettings",
@@ -86,6 +87,11 @@ class PostgresSettings(Section):
     application_name: str = Field(default="datalayer", max_length=63)
     connect_timeout_s: PositiveSeconds = 10.0
     command_timeout_s: PositiveSeconds = 30.0
+    # Schema migrations at start (app.database.migrations, then migration_dirs in order).
+    migrate: MigrateMode = MigrateMode.AUTO
+    migration_dirs: Annotated[list[Path], NoDecode] = Field(default_factory=list)
+
+    _split_migration_dirs = field_validator("migration_dirs", mode="before")(split_list)
 
     @model_validator(mode="after")
     def _pool_bounds(self) -> PostgresSettings:
@@ -115,6 +121,15 @@ class PostgresSettings(Section):
     def address(self) -> str:
         """Where Postgres is, with any password masked."""
         return mask_url(self.connection_dsn().get_secret_value())
+
+
+class DatabaseSettings(Section):
+    """``DATABASE__*``: the database client (``app.database``)."""
+
+    # A name in app.database's backend registry; checked when the client starts.
+    backend: str = Field(default="postgres", min_length=1)
+    # execute_many sends batches of at least this many plain-insert rows through COPY.
+    copy_min_rows: int = Field(default=1000, gt=0)
 
 
 class ElasticsearchSettings(Section):

@@ -1,48 +1,35 @@
-"""The entity tables: applying this package's migrations, and checking the declarations
-against the tables they describe.
-
-``apply_migrations`` runs ``app/database/migrations/01NN_*.sql`` (written to be re-run) under a
-session advisory lock, so two processes starting together do not race. It stands in until the
-database module's migration runner (with its ledger) applies them with the others.
+"""The entity tables: migrations (``app/database/migrations/01NN_*.sql``, applied by the
+database module's runner) and a check of the declarations against the tables they describe.
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
 
+import asyncpg
 import structlog
 
+from app.database.migrator import load_migration_runner
 from app.entities.declaration import EntityType
 from app.entities.registry import EntityRegistry
 from app.entities.sql import Connection
 from app.errors import ConfigurationError
 
-__all__ = ["MIGRATIONS", "apply_migrations", "check_tables"]
+__all__ = ["apply_migrations", "check_tables"]
 
 log = structlog.get_logger(__name__)
 
-MIGRATIONS = Path(__file__).resolve().parent.parent / "database" / "migrations"
-MIGRATION_LOCK_KEY = 0x656E7469746965  # b"entitie"
 # Postgres' names (format_type) of the types a declaration maps fields to.
 _CATALOG_NAMES = {"timestamptz": "timestamp with time zone"}
 
 
-def _own_migrations() -> list[Path]:
-    return sorted(path for path in MIGRATIONS.glob("01[0-9][0-9]_*.sql") if path.name[:4].isdigit())
-
-
-async def apply_migrations(conn: Connection) -> list[str]:
-    """Apply the entity migrations (idempotent statements), one at a time, under a lock."""
-    applied: list[str] = []
-    await conn.execute(f"SELECT pg_advisory_lock({MIGRATION_LOCK_KEY})")
-    try:
-        for path in _own_migrations():
-            await conn.execute(path.read_text(encoding="utf-8"))
-            applied.append(path.name)
-    finally:
-        await conn.execute(f"SELECT pg_advisory_unlock({MIGRATION_LOCK_KEY})")
-    log.info("entities.migrations_applied", migrations=applied)
-    return applied
+async def apply_migrations(pool: asyncpg.Pool, extra_dirs: Sequence[Path] = ()) -> list[str]:
+    """Apply the pending migrations (the product's, the entity tables among them, then
+    ``extra_dirs``) with the database module's runner; the names of those applied."""
+    runner = await load_migration_runner(pool, extra_dirs)
+    applied = await runner.apply()
+    return [migration.file_name for migration in applied]
 
 
 async def _table_columns(conn: Connection, table: str) -> dict[str, str]:

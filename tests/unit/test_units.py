@@ -18,10 +18,12 @@ def names(**overrides: object) -> dict[str, tuple[str, ...]]:
 
 
 def test_single_node_starts_no_redis_and_no_rabbitmq(tmp_path: Path) -> None:
-    """single_node + inprocess starts logging, embedded Postgres, memory state, bus, vectors."""
+    """single_node + inprocess starts logging, embedded Postgres, memory state, bus, vectors
+    and the entities (after Postgres and the bus)."""
     units = names(data_dir=tmp_path)
-    assert list(units) == ["logging", "postgres", "state", "events", "vectors"]
+    assert list(units) == ["logging", "postgres", "state", "events", "vectors", "entities"]
     assert units["state"] == ("logging",)
+    assert units["entities"] == ("logging", "postgres", "events")
 
 
 def test_distributed_with_rabbitmq_starts_everything_in_dependency_order() -> None:
@@ -31,9 +33,19 @@ def test_distributed_with_rabbitmq_starts_everything_in_dependency_order() -> No
         event_bus="rabbitmq",
         rabbitmq={"url": "amqp://guest:guest@127.0.0.1:5672/"},
     )
-    assert set(units) == {"logging", "redis", "postgres", "rabbitmq", "state", "events", "vectors"}
+    assert set(units) == {
+        "logging",
+        "redis",
+        "postgres",
+        "rabbitmq",
+        "state",
+        "events",
+        "vectors",
+        "entities",
+    }
     assert units["state"] == ("logging", "redis")
     assert units["events"] == ("logging", "rabbitmq")
+    assert units["entities"] == ("logging", "postgres", "events", "redis")
 
 
 def test_elasticsearch_only_when_hosts_are_set() -> None:

@@ -37,11 +37,11 @@ async def database(postgres_dsn: str, unique_name: str) -> AsyncIterator[str]:
     await admin.execute(f'CREATE DATABASE "{unique_name}"')
     dsn = database_dsn(postgres_dsn, unique_name)
     try:
-        conn = await asyncpg.connect(dsn)
+        pool = await asyncpg.create_pool(dsn, min_size=1, max_size=2)
         try:
-            await apply_migrations(conn)
+            await apply_migrations(pool)
         finally:
-            await conn.close()
+            await pool.close()
         yield dsn
     finally:
         await admin.execute(f'DROP DATABASE IF EXISTS "{unique_name}" WITH (FORCE)')
