@@ -18,7 +18,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import hashlib
-import time
 from dataclasses import dataclass
 
 import asyncpg
@@ -167,7 +166,6 @@ class Relay:
             if not events:
                 await self._sleep(self._poll_s)
                 continue
-            started = time.perf_counter()
             try:
                 async with asyncio.timeout(self._publish_timeout_s):
                     await self.sink.publish(events)
@@ -193,13 +191,6 @@ class Relay:
             self._delivered += len(events)
             self._last_error = None
             backoff = INITIAL_BACKOFF_S
-            log.debug(
-                "entities.relay_published",
-                relay=self.name,
-                count=len(events),
-                position=position,
-                duration_ms=round((time.perf_counter() - started) * 1000, 2),
-            )
 
     async def _sleep(self, seconds: float) -> None:
         """Until woken or ``seconds`` pass."""
