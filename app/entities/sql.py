@@ -37,6 +37,7 @@ __all__ = [
     "create_many_sql",
     "create_sql",
     "delete_sql",
+    "list_sql",
     "live_ids_sql",
     "lock_row_sql",
     "select_sql",
@@ -212,4 +213,24 @@ def batch_events_sql() -> str:
         "SELECT nextval('events_global_position_seq'), e.* FROM lock, unnest("
         "$1::uuid[], $2::text[], $3::text[], $4::uuid[], $5::integer[], $6::jsonb[], "
         "$7::jsonb[], $8::timestamptz[]) AS e RETURNING event_id, global_position"
+    )
+
+
+@cache
+def list_sql(entity: EntityType, parent_field: str | None, *, after_cursor: bool) -> str:
+    """A keyset page of live entities, oldest first: [$ parent id], [$ created_at, $ id of
+    the last row handed out], $ limit. Served by ``{table}_listing`` or
+    ``{table}_by_{parent_field}``."""
+    conditions = ["deleted_at IS NULL"]
+    n = 0
+    if parent_field is not None:
+        n += 1
+        conditions.append(f"{parent_field} = ${n}::uuid")
+    if after_cursor:
+        conditions.append(f"(created_at, id) > (${n + 1}::timestamptz, ${n + 2}::uuid)")
+        n += 2
+    columns = ", ".join(c.name for c in entity.columns)
+    return (
+        f"SELECT {_SYSTEM}, {columns} FROM {entity.table} WHERE {' AND '.join(conditions)} "
+        f"ORDER BY created_at, id LIMIT ${n + 1}"
     )

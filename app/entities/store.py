@@ -519,26 +519,21 @@ class EntityStore:
         if not 1 <= limit <= MAX_PAGE:
             raise InvalidListingError(f"limit must be 1..{MAX_PAGE}, got {limit}")
         kind = entity.table if parent is None else f"{entity.table}.{parent[0]}={parent[1]}"
-        conditions = ["deleted_at IS NULL"]
         args: list[Any] = []
         if parent is not None:
             field, parent_id = parent
             if field not in entity.parents:
                 raise InvalidListingError(f"{entity.name} has no parent field {field!r}")
             args.append(parent_id)
-            conditions.append(f"{field} = ${len(args)}")
         if cursor is not None:
             at, last_id = decode_cursor(kind, cursor, 2)
             try:
                 args += [datetime.fromisoformat(at), UUID(last_id)]
             except (TypeError, ValueError) as exc:
                 raise InvalidCursorError(f"cursor holds a bad position: {exc}") from None
-            conditions.append(f"(created_at, id) > (${len(args) - 1}, ${len(args)})")
         args.append(limit + 1)
-        columns = ", ".join(c.name for c in entity.columns)
-        query = (
-            f"SELECT id, version, created_at, updated_at, {columns} FROM {entity.table} "  # noqa: S608
-            f"WHERE {' AND '.join(conditions)} ORDER BY created_at, id LIMIT ${len(args)}"
+        query = sql.list_sql(
+            entity, None if parent is None else parent[0], after_cursor=cursor is not None
         )
         async with self._pool.acquire() as conn:
             rows = await conn.fetch(query, *args)
