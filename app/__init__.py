@@ -21,6 +21,7 @@ from app.errors import (
     DatabaseError,
     DatabaseNotConnectedError,
     DataLayerError,
+    DeclarationError,
     DimensionMismatchError,
     EntitiesNotReadyError,
     EntityError,
@@ -63,6 +64,7 @@ from app.errors import (
     TransactionError,
     UndefinedTableError,
     UniqueViolationError,
+    UnitGraphError,
     VectorIndexError,
 )
 
@@ -112,6 +114,7 @@ __all__ = [
     "DatabaseConnectionError",
     "DatabaseError",
     "DatabaseNotConnectedError",
+    "DeclarationError",
     "DimensionMismatchError",
     "ElasticsearchConfig",
     "EntitiesNotReadyError",
@@ -165,6 +168,7 @@ __all__ = [
     "TransactionError",
     "UndefinedTableError",
     "UniqueViolationError",
+    "UnitGraphError",
     "VectorIndex",
     "VectorIndexError",
     "VectorMatch",

@@ -16,10 +16,10 @@ import structlog
 import uvicorn
 from dependency_injector import providers
 
+from app.container_spec import load_container
 from app.database.cli import add_migrate_parser, migrate
 from app.errors import DataLayerError, ResourceStopError
-from containers import build_lifecycle, check_readiness, create_container, readiness_table
-from settings import load_settings
+from containers import build_lifecycle, check_readiness, readiness_table
 
 __all__ = ["main"]
 
@@ -40,14 +40,14 @@ def cancel_on_sigterm() -> None:
     asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, task.cancel)
 
 
-async def check() -> int:
+async def check(container_spec: str | None) -> int:
     """Start the lifecycle, print the readiness table, exit non-zero if anything is not ready.
 
     A probe beside a running ``serve``: the vector index is only loaded and verified, read-only
     (no writer lock, no autosave, no save at stop), so the index directory is left unchanged.
     """
     cancel_on_sigterm()
-    container = create_container(load_settings())
+    container = load_container(container_spec)
     container.vector_layer.read_only.override(providers.Object(True))
     # Reports the relays' and projections' lag; publishing stays with the serving process.
     container.entity_layer.run_consumers.override(providers.Object(False))
@@ -85,13 +85,14 @@ class GracefulServer(uvicorn.Server):
                 loop.remove_signal_handler(sig)
 
 
-async def serve(host: str | None, port: int | None) -> int:
+async def serve(host: str | None, port: int | None, container_spec: str | None) -> int:
     """Start the backends, then serve the API until interrupted; stop everything after."""
     from app.web import create_app
 
     cancel_on_sigterm()
-    settings = load_settings()
-    app = create_app(create_container(settings), freeze_gc=True)
+    container = load_container(container_spec)
+    settings = container.settings()
+    app = create_app(container, freeze_gc=True)
     lifecycle = app.state.lifecycle
     host = settings.api.host if host is None else host
     port = settings.api.port if port is None else port
@@ -148,17 +149,24 @@ def main(argv: list[str] | None = None) -> int:
     serve_parser = commands.add_parser("serve", help="serve the HTTP API")
     serve_parser.add_argument("--host", help="bind address (default API__HOST, 127.0.0.1)")
     serve_parser.add_argument("--port", type=port_number, help="port (default API__PORT, 8000)")
-    commands.add_parser(
+    check_parser = commands.add_parser(
         "check", help="start every backend (the vector index read-only), print readiness, stop"
     )
+    for command in (serve_parser, check_parser):
+        command.add_argument(
+            "--container",
+            metavar="MODULE:FACTORY",
+            help="your container: a Container subclass, or a function of no arguments "
+            "returning one (default: containers.Container)",
+        )
     add_migrate_parser(commands)
     args = parser.parse_args(argv)
     try:
         if args.command == "check":
-            return run(check())
+            return run(check(args.container))
         if args.command == "migrate":
             return run(migrate(args.action, dry_run=args.dry_run, dirs=args.dirs))
-        return run(serve(args.host, args.port))
+        return run(serve(args.host, args.port, args.container))
     except DataLayerError as exc:
         print(f"error: {exc}", file=sys.stderr)
         if isinstance(exc, ExceptionGroup):

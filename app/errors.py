@@ -7,6 +7,8 @@ catch either (``except ValueError`` still catches a ``DimensionMismatchError``):
     DataLayerError
     ├── ConfigurationError (ValueError)          bad or contradictory settings
     ├── LifecycleError
+    │   ├── DeclarationError (ValueError)        a Managed declaration names no startable provider
+    │   ├── UnitGraphError (ValueError)          unit dependencies unknown or in a cycle
     │   ├── ResourceStartError                   a backend failed to start; the rest was rolled back
     │   ├── ResourceStopError (ExceptionGroup)   one or more backends failed to stop
     │   └── NotStartedError (RuntimeError)       used before start()
@@ -75,6 +77,7 @@ __all__ = [
     "DatabaseConnectionError",
     "DatabaseError",
     "DatabaseNotConnectedError",
+    "DeclarationError",
     "DimensionMismatchError",
     "EntitiesNotReadyError",
     "EntityError",
@@ -117,6 +120,7 @@ __all__ = [
     "TransactionError",
     "UndefinedTableError",
     "UniqueViolationError",
+    "UnitGraphError",
     "VectorIndexError",
 ]
 
@@ -131,6 +135,15 @@ class ConfigurationError(DataLayerError, ValueError):
 
 class LifecycleError(DataLayerError):
     """Starting or stopping the backends went wrong."""
+
+
+class DeclarationError(LifecycleError, ValueError):
+    """A ``Managed`` declaration names a provider its container does not have, or one the
+    lifecycle cannot start; raised before anything starts."""
+
+
+class UnitGraphError(LifecycleError, ValueError):
+    """Lifecycle units depend on a unit that is not there, or on each other in a cycle."""
 
 
 class ResourceStartError(LifecycleError):

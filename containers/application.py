@@ -20,8 +20,7 @@ class Container(containers.DeclarativeContainer):
 
     Override the public providers (``settings``, ``redis``, ``postgres``, ``elasticsearch``,
     ``rabbitmq``, ``state_backend``, ``event_bus``, ``vectors``, ``entities``) with fakes in
-    tests; an
-    overridden provider's real resource is never started by the lifecycle.
+    tests; an overridden provider's real resource is never started by the lifecycle.
     """
 
     wiring_config = containers.WiringConfiguration(packages=["app.services"], auto_wire=False)
@@ -47,14 +46,12 @@ class Container(containers.DeclarativeContainer):
     vector_layer = providers.Container(VectorsContainer, settings=core.settings)
     vectors = vector_layer.index
 
-    # Redis is handed over as its provider: the entities use it only if the lifecycle started
-    # it (distributed mode), and never start it themselves.
     entity_layer = providers.Container(
         EntitiesContainer,
         settings=core.settings,
         postgres=backends.postgres,
         event_bus=event_layer.bus,
-        redis=backends.redis.provider,
+        redis=backends.redis,
     )
     entities = entity_layer.entities
 

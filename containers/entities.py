@@ -6,6 +6,8 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 import asyncpg
+import redis.asyncio as aioredis
+import structlog
 from dependency_injector import containers, providers
 
 from app.entities import CATALOG
@@ -16,42 +18,25 @@ from app.entities.schema import apply_migrations, check_tables
 from app.entities.sinks import BusSink, RedisPubSubSink, Sink
 from app.entities.store import EntityStore
 from app.events import EventBus
+from containers.declarations import Managed, ping_method
 from settings import DeploymentMode, MigrateMode, Settings
 
-__all__ = ["EntitiesContainer", "entities_resource"]
+__all__ = ["EntitiesContainer", "entities_resource", "redis_pubsub_key"]
+
+log = structlog.get_logger(__name__)
+TIMEOUT_MARGIN_S = 5.0
 
 
-def _redis_if_started(redis_provider: Any, settings: Settings) -> Any:
-    """The Redis client if the lifecycle started it (distributed mode, not overridden):
-    never start it from here."""
-    if settings.deployment_mode is not DeploymentMode.DISTRIBUTED:
-        return None
-    if redis_provider.overridden or not redis_provider.initialized:
-        return redis_provider() if redis_provider.overridden else None
-    return redis_provider()
+def redis_pubsub_key(settings: Settings) -> str:
+    """``on`` when the relay also publishes to Redis pub/sub: distributed mode (Redis runs)
+    and ENTITIES__REDIS_PUBSUB. The Selector on it keeps Redis out of single_node entirely."""
+    distributed = settings.deployment_mode is DeploymentMode.DISTRIBUTED
+    return "on" if distributed and settings.entities.redis_pubsub else "off"
 
 
-async def entities_resource(
-    pool: asyncpg.Pool,
-    bus: EventBus,
-    redis_provider: Any,
-    settings: Settings,
-    *,
-    run_consumers: bool = True,
-) -> AsyncIterator[Entities]:
-    """Apply pending migrations (unless POSTGRES__MIGRATE=off), check the entity tables
-    against their declarations, start the relays and projections."""
-    if settings.postgres.migrate is MigrateMode.AUTO:
-        await apply_migrations(pool, settings.postgres.migration_dirs)
-    async with pool.acquire() as conn:
-        await check_tables(conn, CATALOG)
+def _relays(pool: asyncpg.Pool, sinks: list[Sink], settings: Settings) -> list[Relay]:
     config = settings.entities
-    store = EntityStore(pool, CATALOG)
-    sinks: list[Sink] = [BusSink(bus)]
-    redis = _redis_if_started(redis_provider, settings) if config.redis_pubsub else None
-    if redis is not None:
-        sinks.append(RedisPubSubSink(redis))
-    relays = [
+    return [
         Relay(
             pool,
             sink,
@@ -63,7 +48,11 @@ async def entities_resource(
         )
         for sink in sinks
     ]
-    projections = [
+
+
+def _projections(pool: asyncpg.Pool, settings: Settings) -> list[ProjectionRunner]:
+    config = settings.entities
+    return [
         ProjectionRunner(
             pool,
             AgentGoalStats(),
@@ -73,11 +62,35 @@ async def entities_resource(
             standby_retry_s=config.standby_retry_s,
         )
     ]
+
+
+async def entities_resource(
+    pool: asyncpg.Pool | None,
+    bus: EventBus,
+    redis: aioredis.Redis | None,
+    settings: Settings,
+    *,
+    run_consumers: bool = True,
+) -> AsyncIterator[Entities]:
+    """Apply pending migrations (unless POSTGRES__MIGRATE=off), check the entity tables
+    against their declarations, start the relays and projections."""
+    if pool is None:  # Postgres overridden with None: nothing to run on
+        log.warning("entities.without_postgres")
+        yield Entities.without_postgres()
+        return
+    if settings.postgres.migrate is MigrateMode.AUTO:
+        await apply_migrations(pool, settings.postgres.migration_dirs)
+    async with pool.acquire() as conn:
+        await check_tables(conn, CATALOG)
+    config = settings.entities
+    sinks: list[Sink] = [BusSink(bus)]
+    if redis is not None:
+        sinks.append(RedisPubSubSink(redis))
     entities = Entities(
-        store,
+        EntityStore(pool, CATALOG),
         pool,
-        relays if config.relay_enabled else [],
-        projections if config.projections_enabled else [],
+        _relays(pool, sinks, settings) if config.relay_enabled else [],
+        _projections(pool, settings) if config.projections_enabled else [],
     )
     if run_consumers:
         await entities.start()
@@ -85,6 +98,17 @@ async def entities_resource(
         yield entities
     finally:
         await entities.stop()
+
+
+def _address(settings: Settings) -> str:
+    if settings.embedded_postgres:
+        return f"embedded:{settings.data_dir / 'postgres'}"
+    return settings.postgres.address()
+
+
+def _stop_timeout(settings: Settings) -> float:
+    # A relay stops at once; a publish in flight is cut short and re-sent by the next relay.
+    return settings.entities.relay_publish_timeout_s + TIMEOUT_MARGIN_S
 
 
 class EntitiesContainer(containers.DeclarativeContainer):
@@ -96,12 +120,24 @@ class EntitiesContainer(containers.DeclarativeContainer):
     event_bus: providers.Dependency[EventBus] = providers.Dependency()
     redis: providers.Dependency[Any] = providers.Dependency()
 
+    # Redis only when the relay publishes there; otherwise nothing (Redis is not started).
+    pubsub_redis = providers.Selector(
+        providers.Callable(redis_pubsub_key, settings),
+        on=redis,
+        off=providers.Object(None),
+    )
     run_consumers = providers.Object(True)
     entities = providers.Resource(
         entities_resource,
         postgres,
         event_bus,
-        redis,
+        pubsub_redis,
         settings,
         run_consumers=run_consumers,
+    )
+    entities_lifecycle = Managed(
+        "entities",
+        ping=ping_method,
+        address=_address,
+        stop_timeout_s=_stop_timeout,
     )

@@ -10,9 +10,22 @@ from aio_pika.abc import AbstractRobustConnection
 from dependency_injector import containers, providers
 
 from app.events import InProcessEventBus, RabbitMQEventBus
-from settings import EventsSettings, RabbitMQSettings, Settings
+from containers.backends import TIMEOUT_MARGIN_S
+from containers.declarations import Managed, ping_method
+from settings import EventBusKind, EventsSettings, RabbitMQSettings, Settings
 
 __all__ = ["EventsContainer", "inprocess_bus", "rabbitmq_bus"]
+
+
+def _bus_address(settings: Settings) -> str:
+    if settings.event_bus is EventBusKind.RABBITMQ:
+        return settings.rabbitmq.address()
+    return "in-process"
+
+
+def _bus_stop_timeout(settings: Settings) -> float:
+    # The bus drains its handlers for up to EVENTS__CLOSE_TIMEOUT_S, then closes.
+    return settings.events.close_timeout_s + TIMEOUT_MARGIN_S
 
 
 Bus = TypeVar("Bus", InProcessEventBus, RabbitMQEventBus)
@@ -69,4 +82,11 @@ class EventsContainer(containers.DeclarativeContainer):
         settings.provided.event_bus,
         inprocess=inprocess,
         rabbitmq=rabbitmq_bus,
+    )
+    bus_lifecycle = Managed(
+        "bus",
+        name="events",
+        ping=ping_method,
+        address=_bus_address,
+        stop_timeout_s=_bus_stop_timeout,
     )

@@ -5,6 +5,9 @@ stops tearing down at the first error. This lifecycle instead starts only the un
 each as soon as the units it depends on are up (independent ones concurrently); a failed start
 stops what was started, in reverse; stop runs in reverse start order, each unit with its own
 timeout, continuing past failures and raising them all together.
+
+External units (overridden providers) are resolved at start and pinged, never started or
+stopped. ``containers.planning`` derives all of these from a container's declarations.
 """
 
 from __future__ import annotations
@@ -12,14 +15,14 @@ from __future__ import annotations
 import asyncio
 import inspect
 import time
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from types import TracebackType
 from typing import Any, Self
 
 import structlog
 
-from app.errors import NotStartedError, ResourceStartError, ResourceStopError
+from app.errors import NotStartedError, ResourceStartError, ResourceStopError, UnitGraphError
 
 __all__ = ["Lifecycle", "ResourceUnit"]
 
@@ -59,16 +62,25 @@ def _ms_since(started: float) -> float:
 class Lifecycle:
     """Start and stop a set of ``ResourceUnit``s; an async context manager, idempotent."""
 
-    def __init__(self, units: Sequence[ResourceUnit]) -> None:
-        names = [unit.name for unit in units]
+    def __init__(
+        self,
+        units: Sequence[ResourceUnit],
+        *,
+        external: Sequence[ResourceUnit] = (),
+        disabled: Mapping[str, str] | None = None,
+    ) -> None:
+        disabled = dict(disabled or {})
+        names = [unit.name for unit in (*units, *external)] + list(disabled)
         if len(set(names)) != len(names):
-            raise ValueError(f"unit names must be unique, got {names}")
+            raise UnitGraphError(f"unit names must be unique, got {names}")
         self._units = {unit.name: unit for unit in units}
         for unit in units:
             missing = [dep for dep in unit.depends_on if dep not in self._units]
             if missing:
-                raise ValueError(f"unit {unit.name!r} depends on unknown units {missing}")
+                raise UnitGraphError(f"unit {unit.name!r} depends on unknown units {missing}")
         self._check_acyclic()
+        self._external = {unit.name: unit for unit in external}
+        self._disabled = disabled
         self._started: list[ResourceUnit] = []
         self._values: dict[str, Any] = {}
         self._lock = asyncio.Lock()
@@ -79,14 +91,34 @@ class Lifecycle:
         while remaining:
             ready = [n for n, u in remaining.items() if set(u.depends_on) <= done]
             if not ready:
-                raise ValueError(f"units depend on each other in a cycle: {sorted(remaining)}")
+                raise UnitGraphError(f"units depend on each other in a cycle: {_cycle(remaining)}")
             for name in ready:
                 done.add(name)
                 del remaining[name]
 
     @property
     def units(self) -> tuple[ResourceUnit, ...]:
+        """The units this lifecycle starts."""
         return tuple(self._units.values())
+
+    @property
+    def external(self) -> tuple[ResourceUnit, ...]:
+        """Overridden providers: resolved at start and pinged, never started or stopped."""
+        return tuple(self._external.values())
+
+    @property
+    def disabled(self) -> tuple[str, ...]:
+        """Declared resources that the settings (or no started dependent) leave off."""
+        return tuple(self._disabled)
+
+    def enable_hint(self, name: str) -> str:
+        """What to set to switch a disabled resource on ("" when its declaration says nothing)."""
+        return self._disabled.get(name, "")
+
+    @property
+    def running(self) -> bool:
+        """Whether ``start()`` has completed and ``stop()`` has not begun."""
+        return bool(self._started) or bool(self._values)
 
     @property
     def started(self) -> tuple[str, ...]:
@@ -114,10 +146,12 @@ class Lifecycle:
     async def start(self) -> None:
         """Start every unit after its dependencies; on a failure stop all and raise."""
         async with self._lock:
-            if self._started:
+            if self.running:
                 return
             try:
                 failure = await self._start_all()
+                if failure is None:
+                    failure = await self._resolve_external()
             except BaseException:
                 # Cancelled while starting: stop what started (stop errors are logged there).
                 await self._stop_all(raise_errors=False)
@@ -168,6 +202,14 @@ class Lifecycle:
                         failure = (unit, exc)
         return failure
 
+    async def _resolve_external(self) -> tuple[ResourceUnit, BaseException] | None:
+        for unit in self._external.values():
+            try:
+                self._values[unit.name] = await _maybe_await(unit.provider())
+            except Exception as exc:
+                return unit, exc
+        return None
+
     async def _start_one(self, unit: ResourceUnit) -> None:
         started = time.perf_counter()
         try:
@@ -207,6 +249,8 @@ class Lifecycle:
     async def _stop_all(self, *, raise_errors: bool = True) -> None:
         errors: list[Exception] = []
         failed: list[str] = []
+        for name in self._external:
+            self._values.pop(name, None)
         while self._started:
             unit = self._started.pop()
             self._values.pop(unit.name, None)
@@ -234,3 +278,13 @@ class Lifecycle:
         if errors and raise_errors:
             names = ", ".join(failed)
             raise ResourceStopError(f"{len(errors)} resource(s) failed to stop: {names}", errors)
+
+
+def _cycle(remaining: dict[str, ResourceUnit]) -> str:
+    """One cycle among ``remaining`` (units none of which can start), as ``a -> b -> a``."""
+    path: list[str] = []
+    name = next(iter(remaining))
+    while name not in path:
+        path.append(name)
+        name = next(dep for dep in remaining[name].depends_on if dep in remaining)
+    return " -> ".join([*path[path.index(name) :], name])

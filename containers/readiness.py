@@ -1,4 +1,9 @@
-"""Readiness: ping every started resource concurrently, each within its own timeout."""
+"""Readiness: ping every running resource concurrently under one deadline.
+
+The one health path: ``python -m app check``, ``/health/ready`` and ``DataLayer.health()`` all
+report ``check_readiness(lifecycle)``: each started or external (overridden) resource that has
+a ping, and each declared resource the settings leave off as ``disabled``.
+"""
 
 from __future__ import annotations
 
@@ -23,7 +28,7 @@ class Readiness:
     """How one backend answered its ping."""
 
     resource: str
-    status: Literal["ok", "error"]
+    status: Literal["ok", "error", "disabled"]
     latency_ms: float
     address: str = "-"
     error: str | None = None
@@ -32,7 +37,8 @@ class Readiness:
 
     @property
     def ok(self) -> bool:
-        return self.status == "ok"
+        """Not an error: it answered, or it is switched off."""
+        return self.status != "error"
 
     def as_json(self) -> dict[str, object]:
         return {
@@ -106,13 +112,17 @@ def _unit_check(lifecycle: Lifecycle, unit: ResourceUnit) -> Check:
 async def check_readiness(
     lifecycle: Lifecycle, *, timeout_s: float = DEFAULT_PING_TIMEOUT_S
 ) -> dict[str, Readiness]:
-    """Ping every unit that has a ping; a unit that is not running reports an error."""
-    units = [unit for unit in lifecycle.units if unit.ping is not None]
-    return await ping_all(
+    """Ping every started and external unit that has a ping (a unit that is not running
+    reports an error), and list the disabled ones; never raises."""
+    units = [unit for unit in (*lifecycle.units, *lifecycle.external) if unit.ping is not None]
+    results = await ping_all(
         {unit.name: _unit_check(lifecycle, unit) for unit in units},
         timeout_s=timeout_s,
         addresses={unit.name: unit.address for unit in units},
     )
+    for name in lifecycle.disabled:
+        results[name] = Readiness(name, "disabled", 0.0)
+    return results
 
 
 def readiness_table(results: dict[str, Readiness]) -> str:

@@ -8,9 +8,16 @@ import redis.asyncio as aioredis
 from dependency_injector import containers, providers
 
 from app.state import InMemoryStateBackend, RedisStateBackend
-from settings import Settings, StateSettings
+from containers.declarations import Managed, ping_method
+from settings import DeploymentMode, Settings, StateSettings
 
 __all__ = ["StateContainer", "memory_state", "redis_state"]
+
+
+def _state_address(settings: Settings) -> str:
+    if settings.deployment_mode is DeploymentMode.DISTRIBUTED:
+        return settings.redis.address()
+    return "memory"
 
 
 async def memory_state(settings: StateSettings) -> AsyncIterator[InMemoryStateBackend]:
@@ -51,3 +58,4 @@ class StateContainer(containers.DeclarativeContainer):
         single_node=memory,
         distributed=redis_backend,
     )
+    backend_lifecycle = Managed("backend", name="state", ping=ping_method, address=_state_address)

@@ -7,9 +7,13 @@ from collections.abc import AsyncIterator
 from dependency_injector import containers, providers
 
 from app.vectors import VectorIndex
+from containers.declarations import Managed, ping_method
 from settings import FaissSettings, Settings
 
 __all__ = ["VectorsContainer", "vector_index"]
+
+# The index saves a full snapshot at stop, which for a large index takes a while.
+VECTORS_STOP_TIMEOUT_S = 120.0
 
 
 async def vector_index(
@@ -47,3 +51,10 @@ class VectorsContainer(containers.DeclarativeContainer):
     settings = providers.Dependency(instance_of=Settings)
     read_only = providers.Object(False)
     index = providers.Resource(vector_index, settings.provided.faiss, read_only=read_only)
+    index_lifecycle = Managed(
+        "index",
+        name="vectors",
+        ping=ping_method,
+        address=lambda settings: str(settings.faiss.index_path),
+        stop_timeout_s=VECTORS_STOP_TIMEOUT_S,
+    )

@@ -16,11 +16,13 @@ import structlog
 from app.entities.projections import AgentGoalStats, ProjectionRunner
 from app.entities.relay import Relay, head_position
 from app.entities.store import EntityStore
-from app.errors import EntitiesNotReadyError
+from app.errors import BackendNotConfiguredError, EntitiesNotReadyError
 
 __all__ = ["Entities"]
 
 log = structlog.get_logger(__name__)
+
+NO_POSTGRES = "the entities need Postgres, which this container was given as None"
 
 
 class Entities:
@@ -28,18 +30,36 @@ class Entities:
 
     def __init__(
         self,
-        store: EntityStore,
-        pool: asyncpg.Pool,
+        store: EntityStore | None,
+        pool: asyncpg.Pool | None,
         relays: Sequence[Relay] = (),
         projections: Sequence[ProjectionRunner] = (),
     ) -> None:
-        self.store = store
-        self.pool = pool
+        self._store = store
+        self._pool = pool
         self.relays = tuple(relays)
         self.projections = tuple(projections)
         self.goal_stats = AgentGoalStats()
         self._consumers: tuple[Relay | ProjectionRunner, ...] = (*self.relays, *self.projections)
         self._started = False
+
+    @classmethod
+    def without_postgres(cls) -> Entities:
+        """For a container whose Postgres is overridden with ``None``: every use is a
+        ``BackendNotConfiguredError`` (HTTP 503), readiness says why."""
+        return cls(None, None)
+
+    @property
+    def store(self) -> EntityStore:
+        if self._store is None:
+            raise BackendNotConfiguredError(NO_POSTGRES)
+        return self._store
+
+    @property
+    def pool(self) -> asyncpg.Pool:
+        if self._pool is None:
+            raise BackendNotConfiguredError(NO_POSTGRES)
+        return self._pool
 
     async def start(self) -> None:
         for consumer in self._consumers:
@@ -73,6 +93,8 @@ class Entities:
 
     async def ping(self) -> dict[str, Any]:
         """The report; raises ``EntitiesNotReadyError`` (carrying it) when a consumer fails."""
+        if self._pool is None:
+            return {"disabled": NO_POSTGRES}
         details = await self.report()
         failing = [
             f"{consumer.name}: {status.last_error} (lag {details[consumer.name]['lag']})"

@@ -28,13 +28,17 @@ async def live() -> dict[str, str]:
 
 @router.get("/ready")
 async def ready(request: Request) -> JSONResponse:
-    """200 with each active backend's status and ping latency when all answer; 503 otherwise."""
+    """200 with each backend's status and ping latency when all answer; 503 otherwise.
+
+    The same results as ``DataLayer.health()``: every started or overridden resource with a
+    ping, and the switched-off ones as ``disabled``.
+    """
     lifecycle: Lifecycle = request.app.state.lifecycle
     results = await check_readiness(lifecycle)
     for result in results.values():
         if not result.ok:
             log.warning("api.backend_not_ready", **result.as_json(), resource=result.resource)
-    ok = bool(lifecycle.started) and all(result.ok for result in results.values())
+    ok = lifecycle.running and all(result.ok for result in results.values())
     body = {
         "status": "ok" if ok else "error",
         "backends": {

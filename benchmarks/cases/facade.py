@@ -18,19 +18,22 @@ from app.backends.redis import redis_pool
 from app.facade import DataLayer
 from benchmarks.cases.lifecycle import delete_bus_topology
 from benchmarks.core import BenchConfig, Measurement, case
-from containers.units import PINGS
+from containers import Ping, plan
 from settings import load_settings
 
 
 async def health_and_single_pings(
-    health: Callable[[], Awaitable[object]], clients: dict[str, object], rounds: int
+    health: Callable[[], Awaitable[object]],
+    clients: dict[str, object],
+    pings: dict[str, Ping],
+    rounds: int,
 ) -> tuple[list[float], dict[str, float]]:
     """``health()`` times, and each backend's median single ping, in ms: a ``health()`` and
     one ping of each backend per round, in a freshly shuffled order, so that drift of the
     machine hits both sides alike (measured one after the other, 300 of each, the ratio
     swung 1.6-2.5x between runs)."""
     calls: list[tuple[str, Callable[[], Awaitable[object]]]] = [("health()", health)]
-    calls += [(backend, partial(PINGS[backend], client)) for backend, client in clients.items()]
+    calls += [(backend, partial(pings[backend], client)) for backend, client in clients.items()]
     samples: dict[str, list[float]] = {name: [] for name, _ in calls}
     order = random.Random(0)
     for round_ in range(rounds + 20):
@@ -106,7 +109,8 @@ async def facade_case(config: BenchConfig) -> list[Measurement]:
                 ],
                 count * ROUNDS,
             )
-            clients = {  # keyed by lifecycle unit, as PINGS is
+            pings = {unit.name: unit.ping for unit in plan(data.container).units if unit.ping}
+            clients = {  # keyed by lifecycle unit, as the pings are
                 "redis": data.redis,
                 "postgres": data.postgres,
                 "rabbitmq": data.rabbitmq,
@@ -114,7 +118,9 @@ async def facade_case(config: BenchConfig) -> list[Measurement]:
                 "state": data.state,
                 "events": data.events,
             }
-            health_ms, single_ms = await health_and_single_pings(data.health, clients, rounds)
+            health_ms, single_ms = await health_and_single_pings(
+                data.health, clients, pings, rounds
+            )
             await data.redis.delete(key)
         await delete_bus_topology(config.rabbitmq_url, name)
         await raw_pool.close()

@@ -45,7 +45,19 @@ async def test_health_is_public(api: httpx.AsyncClient) -> None:
     assert live.status_code == 200
     ready = await api.get("/health/ready", headers={"Authorization": ""})
     assert ready.status_code == 200
-    assert set(ready.json()["backends"]) == {"postgres", "state", "events", "vectors"}
+    backends = ready.json()["backends"]
+    assert {name for name, b in backends.items() if b["status"] == "ok"} == {
+        "postgres",
+        "state",
+        "events",
+        "vectors",
+        "entities",
+    }
+    assert {name for name, b in backends.items() if b["status"] == "disabled"} == {
+        "redis",
+        "elasticsearch",
+        "rabbitmq",
+    }
 
 
 async def test_vector_round_trip(api: httpx.AsyncClient) -> None:

@@ -50,7 +50,15 @@ def test_check_single_node_with_nothing_installed(tmp_path: Path) -> None:
     lines = result.stdout.splitlines()
     assert lines[0].split() == ["backend", "status", "latency_ms", "address", "error"]
     statuses = {line.split()[0]: line.split()[1] for line in lines[1:]}
-    assert statuses == {"postgres": "ok", "state": "ok", "events": "ok", "vectors": "ok"}
+    assert statuses == {
+        "postgres": "ok",
+        "state": "ok",
+        "events": "ok",
+        "vectors": "ok",
+        "redis": "disabled",
+        "elasticsearch": "disabled",
+        "rabbitmq": "disabled",
+    }
     assert not (tmp_path / "data" / "postgres" / "postmaster.pid").exists()
 
 
@@ -75,8 +83,16 @@ def test_check_distributed_against_local_services(
         STATE__NAMESPACE=unique_name,
     )
     assert result.returncode == 0, result.stderr
-    names = {line.split()[0] for line in result.stdout.splitlines()[1:]}
-    assert names == {"redis", "postgres", "rabbitmq", "state", "events", "vectors"}
+    statuses = {line.split()[0]: line.split()[1] for line in result.stdout.splitlines()[1:]}
+    assert statuses == {
+        "redis": "ok",
+        "postgres": "ok",
+        "rabbitmq": "ok",
+        "state": "ok",
+        "events": "ok",
+        "vectors": "ok",
+        "elasticsearch": "disabled",
+    }
 
 
 def test_bad_configuration_exits_2_with_one_message(tmp_path: Path) -> None:

@@ -83,6 +83,9 @@ async def test_single_node_uses_memory_and_never_connects_to_redis(
             "state": "ok",
             "events": "ok",
             "vectors": "ok",
+            "redis": "disabled",
+            "elasticsearch": "disabled",
+            "rabbitmq": "disabled",
         }
         assert not container.redis.initialized
         assert not container.rabbitmq.initialized

@@ -102,6 +102,7 @@ async def test_original_usage_distributed(
             "redis": "ok",
             "postgres": "ok",
             "elasticsearch": "ok",
+            "vectors": "ok",
             "faiss": "ok",
             "rabbitmq": "ok",
             "state": "ok",
@@ -207,6 +208,7 @@ async def test_health_reports_a_stopped_backend_within_its_timeout(
         assert {k: v for k, v in health.details.items() if k != "postgres"} == {
             "redis": "ok",
             "elasticsearch": "disabled",
+            "vectors": "ok",
             "faiss": "ok",
             "rabbitmq": "disabled",
             "state": "ok",

@@ -9,9 +9,10 @@ from typing import Any
 import pytest
 from dependency_injector import providers
 
+from app.entities.runtime import Entities
 from app.events import RabbitMQEventBus
 from app.state import RedisStateBackend
-from containers import Container, build_lifecycle, create_container, resource_units
+from containers import Container, build_lifecycle, create_container, plan
 from containers.accessors import get_event_bus, get_postgres, get_redis, get_state_backend
 from settings import Settings, load_settings
 from tests.conftest import Fakes
@@ -33,6 +34,9 @@ def distributed_settings(tmp_path: Path, **overrides: Any) -> Settings:
         "rabbitmq": {"url": CLOSED_RABBITMQ_URL, "connect_timeout_s": 1},
         "faiss": {"index_path": tmp_path / "faiss", "dimension": 4},
         "log": {"level": "WARNING"},
+        # The entities' Redis pub/sub would be another user of Redis; these tests are about
+        # the state backend's and the bus's clients.
+        "entities": {"redis_pubsub": False},
     }
     values.update(overrides)
     return load_settings(**values)
@@ -62,7 +66,7 @@ def test_backend_clients_start_only_for_layers_not_overridden(
     settings = distributed_settings(tmp_path, postgres={"dsn": "postgresql://pg@db:5432/app"})
     container = create_container(settings)
     override(container, fakes, *overridden)
-    units = {unit.name: unit for unit in resource_units(container, settings)}
+    units = {unit.name: unit for unit in plan(container).units}
     assert {"redis", "rabbitmq"} & set(units) == backends
     for unit in units.values():
         assert set(unit.depends_on) <= set(units), unit
@@ -77,7 +81,7 @@ async def test_distributed_with_state_and_bus_overridden_never_touches_redis_or_
     container = create_container(settings)
     override(container, fakes, "state_backend", "event_bus")
     async with build_lifecycle(container) as lifecycle:
-        assert set(lifecycle.started) == {"logging", "postgres", "vectors"}
+        assert set(lifecycle.started) == {"logging", "postgres", "vectors", "entities"}
         state = await get_state_backend(container)
         assert state is fakes.state
         await state.set_value("key", "value")
@@ -154,6 +158,8 @@ async def test_overriding_postgres_skips_the_embedded_postgres(
     assert app_settings.embedded_postgres
     pool = object()
     overridden_container.postgres.override(providers.Object(pool))
+    # The entities run on Postgres: with a stand-in pool they are overridden too.
+    overridden_container.entities.override(providers.Object(Entities.without_postgres()))
     async with build_lifecycle(overridden_container) as lifecycle:
         assert set(lifecycle.started) == {"logging"}
         assert overridden_container.postgres() is pool

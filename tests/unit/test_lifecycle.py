@@ -9,7 +9,7 @@ import pytest
 from dependency_injector import providers
 from structlog.testing import capture_logs
 
-from app.errors import NotStartedError, ResourceStartError, ResourceStopError
+from app.errors import NotStartedError, ResourceStartError, ResourceStopError, UnitGraphError
 from containers import Lifecycle, check_readiness
 from containers.readiness import ping_all
 from tests.fakes.resources import Journal, fake_unit
@@ -174,7 +174,9 @@ class CancelledAsItComesUp:
         return getattr(self._inner, name)
 
     async def _init(self) -> str:
-        value: str = await self._inner.init()
+        initialised = self._inner.init()
+        assert initialised is not None
+        value: str = await initialised
         task = asyncio.current_task()
         assert task is not None
         task.cancel()
@@ -223,9 +225,9 @@ async def test_value_before_start_is_a_clear_error() -> None:
 def test_unknown_dependency_and_cycles_are_rejected() -> None:
     """Units that depend on an unknown unit, or on each other in a cycle, are refused at once."""
     journal = Journal()
-    with pytest.raises(ValueError, match="unknown units"):
+    with pytest.raises(UnitGraphError, match="unknown units"):
         Lifecycle([fake_unit(journal, "a", depends_on=("ghost",))])
-    with pytest.raises(ValueError, match="cycle"):
+    with pytest.raises(UnitGraphError, match="cycle: a -> b -> a"):
         Lifecycle(
             [
                 fake_unit(journal, "a", depends_on=("b",)),
@@ -279,3 +281,41 @@ async def test_pings_stop_when_the_caller_is_cancelled() -> None:
         await caller
     await asyncio.sleep(0)
     assert ended == ["hung"]
+
+
+async def test_external_units_are_resolved_and_pinged_never_started_or_stopped() -> None:
+    """An external unit (an overridden provider) hands out its override and is pinged with
+    the others; its own resource is never started and nothing is stopped for it."""
+    journal = Journal()
+    real = fake_unit(journal, "cache")
+    real.provider.override(providers.Object("value-of-cache"))
+    lifecycle = Lifecycle([fake_unit(journal, "db")], external=[real], disabled={"search": ""})
+    async with lifecycle:
+        assert lifecycle.value("cache") == "value-of-cache"
+        results = await check_readiness(lifecycle)
+        assert {name: r.status for name, r in results.items()} == {
+            "db": "ok",
+            "cache": "ok",
+            "search": "disabled",
+        }
+    assert journal.names("start") == ["db"]
+    assert journal.names("stop") == ["db"]
+    with pytest.raises(NotStartedError):
+        lifecycle.value("cache")
+
+
+async def test_an_external_unit_that_cannot_be_resolved_fails_the_start() -> None:
+    """An override that raises when resolved is a start failure naming it, and what started
+    is stopped again."""
+    journal = Journal()
+    broken = fake_unit(journal, "cache")
+
+    def refuse() -> str:
+        raise ConnectionRefusedError("no cache here")
+
+    broken.provider.override(providers.Callable(refuse))
+    lifecycle = Lifecycle([fake_unit(journal, "db")], external=[broken])
+    with pytest.raises(ResourceStartError, match="cache failed to start"):
+        await lifecycle.start()
+    assert journal.names("stopped") == ["db"]
+    assert not lifecycle.running
