@@ -12,7 +12,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
-from uuid import UUID
+from uuid import UUID, uuid4
 
 import asyncpg
 import pydantic
@@ -44,13 +44,14 @@ from app.errors import (
     InvalidListingError,
     MissingParentError,
 )
-from app.events.model import new_event_id
 
 __all__ = ["MAX_PAGE", "EntityPage", "EntityStore"]
 
 log = structlog.get_logger(__name__)
 
 MAX_PAGE = 500
+# Entity and event ids come from uuid4 (the OS's generator): they are stored and must stay
+# unique even if something seeds the ``random`` module (test frameworks do, process-wide).
 # An update without If-Match re-reads and retries when another writer got in between.
 UNCONDITIONAL_RETRIES = 20
 CHILDREN_NAMED = 10
@@ -155,8 +156,8 @@ class EntityStore:
         """Create an entity and its ``{entity}_created`` event in one statement (D1)."""
         entity = self.registry.get(entity_name)
         state = self._validate(entity, fields)
-        entity_id = entity_id or new_event_id()
-        event_id = new_event_id()
+        entity_id = entity_id or uuid4()
+        event_id = uuid4()
         now = datetime.now(UTC)
         payload = {"state": entity.state_json(state)}
         metadata = self._metadata(context)
@@ -233,7 +234,7 @@ class EntityStore:
                 if pending is None:
                     return Written(self._out(entity, row, old), None)
                 now = datetime.now(UTC)
-                event_id = new_event_id()
+                event_id = uuid4()
                 check_parents = any(f in pending.payload["changes"] for f in entity.parents)
                 position = await conn.fetchval(
                     sql.update_sql(entity, check_parents=check_parents),
@@ -317,7 +318,7 @@ class EntityStore:
             await self._refuse_with_children(conn, entity, entity_id)
             state = self._state_of(entity, row)
             now = datetime.now(UTC)
-            event_id = new_event_id()
+            event_id = uuid4()
             payload = {"state": entity.state_json(state)}
             position = await conn.fetchval(
                 sql.delete_sql(entity),
@@ -409,7 +410,7 @@ class EntityStore:
             for state in states:
                 if getattr(state, field) not in live:
                     raise MissingParentError(field, entity.parents[field], getattr(state, field))
-        ids = [change.id or new_event_id() for change in run]
+        ids = [change.id or uuid4() for change in run]
         columns = [[c.to_db(getattr(s, c.name)) for s in states] for c in entity.columns]
         await conn.execute(sql.create_many_sql(entity), ids, [now] * len(run), *columns)
         return [
@@ -476,7 +477,7 @@ class EntityStore:
         """The batch's last statement: the events lock, then every event (D4)."""
         if not pending:
             return {}
-        event_ids = [new_event_id() for _ in pending]
+        event_ids = [uuid4() for _ in pending]
         rows = await conn.fetch(
             sql.batch_events_sql(),
             event_ids,

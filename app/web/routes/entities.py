@@ -13,7 +13,7 @@ from enum import Enum
 from typing import Annotated, Any
 from uuid import UUID
 
-from fastapi import APIRouter, Header, Query, Request, Response
+from fastapi import APIRouter, Depends, Header, Query, Request, Response
 from pydantic import BaseModel, create_model
 
 from app.entities.declaration import EntityType
@@ -24,7 +24,7 @@ from app.services import entities as service
 from app.web.errors import ERROR_RESPONSES, ApiError, ErrorBody
 from app.web.json_route import JSONRoute
 
-__all__ = ["build_router", "change_context_of", "expected_version"]
+__all__ = ["build_router", "change_context_of", "expected_version", "no_unknown_query"]
 
 CORRELATION_HEADER = "x-correlation-id"
 MAX_CORRELATION_ID = 128
@@ -78,6 +78,23 @@ def change_context_of(request: Request) -> ChangeContext:
         caller=state.get("caller"),
         correlation_id=given if usable else request_id,
     )
+
+
+async def no_unknown_query(request: Request) -> None:
+    """Refuse query parameters the route does not take (a misspelt ``limt`` would otherwise
+    be ignored silently, and the listing would not be the one asked for)."""
+    if not request.query_params:
+        return
+    route = request.scope.get("route")
+    dependant = getattr(route, "dependant", None)
+    known = {param.alias for param in dependant.query_params} if dependant else set()
+    unknown = sorted(set(request.query_params) - known)
+    if unknown:
+        raise ApiError(
+            422,
+            "invalid_request",
+            f"unknown query parameters {unknown}; this route takes {sorted(known) or 'none'}",
+        )
 
 
 def _tag(response: Response, version: int) -> None:
@@ -206,7 +223,12 @@ def _add_children_route(
 
 def build_router(registry: EntityRegistry) -> APIRouter:
     """The routes of every entity type in ``registry``, under ``/api``."""
-    router = APIRouter(prefix="/api", responses=ERROR_RESPONSES, route_class=JSONRoute)
+    router = APIRouter(
+        prefix="/api",
+        responses=ERROR_RESPONSES,
+        route_class=JSONRoute,
+        dependencies=[Depends(no_unknown_query)],
+    )
     for entity in registry:
         _add_entity_routes(router, entity)
     for parent in registry:

@@ -7,7 +7,7 @@ from datetime import datetime
 from typing import Annotated, Any, Literal
 from uuid import UUID
 
-from fastapi import APIRouter, Query
+from fastapi import APIRouter, Depends, Query
 from pydantic import BaseModel
 
 from app.entities.event_log import MAX_EVENT_PAGE, MAX_OFFSET, EventQuery
@@ -15,10 +15,16 @@ from app.entities.records import StoredEvent
 from app.services import entities as service
 from app.web.errors import ERROR_RESPONSES, ErrorBody
 from app.web.json_route import JSONRoute
+from app.web.routes.entities import no_unknown_query
 
 __all__ = ["router"]
 
-router = APIRouter(prefix="/api", responses=ERROR_RESPONSES, route_class=JSONRoute)
+router = APIRouter(
+    prefix="/api",
+    responses=ERROR_RESPONSES,
+    route_class=JSONRoute,
+    dependencies=[Depends(no_unknown_query)],
+)
 NOT_FOUND: dict[int | str, dict[str, Any]] = {404: {"model": ErrorBody, "description": "none"}}
 Word = Annotated[str | None, Query(min_length=1, max_length=255)]
 Position = Annotated[int | None, Query(ge=0, le=2**63 - 1)]

@@ -151,6 +151,8 @@ async def test_lists_are_cursor_pages(entity_api: httpx.AsyncClient) -> None:
         f"/api/agents/{agent['id']}/goals", params={"cursor": "WyJkb2N1bWVudHMiLDFd"}
     )
     error_of(foreign, 422, "invalid_cursor")
+    misspelt = await entity_api.get("/api/documents", params={"limt": 3})
+    assert "limt" in error_of(misspelt, 422, "invalid_request")["message"]
 
 
 async def test_events_listing_filters_and_cursor(entity_api: httpx.AsyncClient) -> None:
