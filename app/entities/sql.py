@@ -35,6 +35,7 @@ __all__ = [
     "batch_events_sql",
     "batch_update_sql",
     "create_many_sql",
+    "create_many_with_events_sql",
     "create_sql",
     "delete_sql",
     "list_sql",
@@ -233,4 +234,24 @@ def list_sql(entity: EntityType, parent_field: str | None, *, after_cursor: bool
     return (
         f"SELECT {_SYSTEM}, {columns} FROM {entity.table} WHERE {' AND '.join(conditions)} "
         f"ORDER BY created_at, id LIMIT ${n + 1}"
+    )
+
+
+@cache
+def create_many_with_events_sql(entity: EntityType) -> str:
+    """Many creates of a type without parents and their events in ONE statement (one round
+    trip, its own transaction): the arrays of ``create_many_sql``, then the eight event
+    arrays of ``batch_events_sql`` numbered after them."""
+    first_event = 3 + len(entity.columns)
+    arrays = ", ".join(
+        f"${first_event + i}::{kind}[]"
+        for i, kind in enumerate(
+            ("uuid", "text", "text", "uuid", "integer", "jsonb", "jsonb", "timestamptz")
+        )
+    )
+    return (
+        f"WITH written AS ({create_many_sql(entity)} RETURNING id), {_LOCK} "
+        f"INSERT INTO events ({EVENT_COLUMNS}) "
+        f"SELECT nextval('events_global_position_seq'), e.* FROM lock, unnest({arrays}) AS e "
+        "RETURNING event_id, global_position"
     )

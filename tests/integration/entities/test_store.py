@@ -269,3 +269,32 @@ async def test_batch_of_creates_checks_parents(store: EntityStore, pool: asyncpg
             ]
         )
     assert await pool.fetchval("SELECT count(*) FROM goals") == 0
+
+
+async def test_one_statement_batch_agrees_with_the_transaction_path(
+    store: EntityStore, pool: asyncpg.Pool
+) -> None:
+    """A batch of creates without parents (one statement) stores the same rows and events as
+    the general transaction path (taken here because the batch ends with an update)."""
+    fast = await store.apply([Create("document", {"title": f"t{n}"}) for n in range(3)])
+    for written in fast:
+        stored = await store.get("document", written.entity.id)  # type: ignore[attr-defined]
+        assert stored.model_dump() == written.entity.model_dump()
+    last = fast[-1].entity.id  # type: ignore[attr-defined]
+    general = await store.apply(
+        [
+            *(Create("document", {"title": f"t{n}"}) for n in range(3)),
+            Update("document", last, {"content": "x"}),
+        ]
+    )
+    events = await pool.fetch(
+        "SELECT event_type, entity_type, entity_version, payload, metadata FROM events "
+        "ORDER BY global_position"
+    )
+    assert [dict(e) for e in events[:3]] == [dict(e) for e in events[3:6]]
+    fast_rows = [w.entity.model_dump(exclude={"id", "created_at", "updated_at"}) for w in fast]
+    general_rows = [
+        w.entity.model_dump(exclude={"id", "created_at", "updated_at"}) for w in general[:3]
+    ]
+    assert fast_rows == general_rows
+    assert [w.event.global_position for w in fast if w.event] == [1, 2, 3]
