@@ -7,11 +7,11 @@ from datetime import datetime
 from typing import Annotated, Any, Literal
 from uuid import UUID
 
-from fastapi import APIRouter, Depends, Query
+import pydantic_core
+from fastapi import APIRouter, Depends, Query, Response
 from pydantic import BaseModel
 
 from app.entities.event_log import MAX_EVENT_PAGE, MAX_OFFSET, EventQuery
-from app.entities.records import StoredEvent
 from app.services import entities as service
 from app.web.errors import ERROR_RESPONSES, ErrorBody
 from app.web.json_route import JSONRoute
@@ -55,21 +55,7 @@ class AgentStats(BaseModel):
     total_goals: int
 
 
-def _out(event: StoredEvent) -> EventOut:
-    return EventOut(
-        event_id=event.event_id,
-        event_type=event.event_type,
-        entity_type=event.entity_type,
-        entity_id=event.entity_id,
-        entity_version=event.entity_version,
-        global_position=event.global_position,
-        payload=event.payload,
-        metadata=event.metadata,
-        timestamp=event.created_at,
-    )
-
-
-@router.get("/events", tags=["events"])
+@router.get("/events", tags=["events"], response_model=EventPageOut)
 async def list_events(
     *,
     event_type: Word = None,
@@ -81,7 +67,7 @@ async def list_events(
     order: Literal["asc", "desc"] = "asc",
     cursor: Annotated[str | None, Query(max_length=512)] = None,
     offset: Annotated[int, Query(ge=0, le=MAX_OFFSET, description="prefer cursor")] = 0,
-) -> EventPageOut:
+) -> Response:
     """Events in position order (``order=desc``: newest first), filtered; ``next_cursor``
     continues the listing (keyset: the same cost at any depth)."""
     query = EventQuery(
@@ -96,13 +82,17 @@ async def list_events(
         offset=offset,
     )
     page = await service.list_entity_events(query)
-    return EventPageOut(items=[_out(e) for e in page.items], next_cursor=page.next_cursor)
+    # Serialised here, once: validating a page of 500 events against the response model
+    # again (as FastAPI does for a returned model) doubled the route's time.
+    body = {"items": [event.as_json() for event in page.items], "next_cursor": page.next_cursor}
+    return Response(pydantic_core.to_json(body), media_type="application/json")
 
 
-@router.get("/events/{event_id}", tags=["events"], responses=NOT_FOUND)
-async def get_event(event_id: UUID) -> EventOut:
+@router.get("/events/{event_id}", tags=["events"], responses=NOT_FOUND, response_model=EventOut)
+async def get_event(event_id: UUID) -> Response:
     """One event by its id."""
-    return _out(await service.get_entity_event(event_id))
+    event = await service.get_entity_event(event_id)
+    return Response(pydantic_core.to_json(event.as_json()), media_type="application/json")
 
 
 @router.get("/agents/{agent_id}/stats", tags=["agents"], responses=NOT_FOUND)
