@@ -105,6 +105,12 @@ class EntityStore:
     # -- validation -----------------------------------------------------------------------
 
     def _validate(self, entity: EntityType, fields: Mapping[str, Any]) -> BaseModel:
+        where = _nul_in(fields, "")
+        if where is not None:
+            raise InvalidEntityError(
+                f"invalid {entity.name}: {where or '(body)'} holds a NUL character (\\u0000), "
+                "which Postgres text and JSON cannot store"
+            )
         try:
             return entity.fields.model_validate(dict(fields))
         except pydantic.ValidationError as exc:
@@ -591,6 +597,26 @@ class EntityStore:
             last = rows[-1]
             next_cursor = encode_cursor(kind, [last["created_at"].isoformat(), str(last["id"])])
         return EntityPage(items, next_cursor)
+
+
+def _nul_in(value: Any, path: str) -> str | None:
+    """The path of the first string (or key) holding a NUL character, else ``None``."""
+    if isinstance(value, str):
+        return path if "\x00" in value else None
+    if isinstance(value, Mapping):
+        for key, item in value.items():
+            inner = f"{path}.{key}" if path else str(key)
+            if isinstance(key, str) and "\x00" in key:
+                return inner
+            found = _nul_in(item, inner)
+            if found is not None:
+                return found
+    elif isinstance(value, list | tuple):
+        for index, item in enumerate(value):
+            found = _nul_in(item, f"{path}[{index}]")
+            if found is not None:
+                return found
+    return None
 
 
 def _loads(text: str) -> dict[str, Any]:

@@ -201,12 +201,17 @@ async def test_delete_races_a_child_create(store: EntityStore, pool: asyncpg.Poo
 async def test_invalid_fields_are_refused_before_writing(
     store: EntityStore, pool: asyncpg.Pool
 ) -> None:
-    """Fields outside the model (a bad enum value, a merged PATCH) are a typed 422 error."""
+    """Fields outside the model (a bad enum value, a merged PATCH, a NUL character Postgres
+    cannot store) are a typed 422 error, and nothing is written."""
     with pytest.raises(InvalidEntityError, match="agent_type"):
         await store.create("agent", {"name": "a", "agent_type": "wizard"})
     agent_id = await new_agent(store)
     with pytest.raises(InvalidEntityError, match="status"):
         await store.update("agent", agent_id, {"status": "asleep"})
+    with pytest.raises(InvalidEntityError, match=r"configuration\.a\[1\] holds a NUL"):
+        await store.update("agent", agent_id, {"configuration": {"a": ["ok", "b\x00d"]}})
+    with pytest.raises(InvalidEntityError, match="name holds a NUL"):
+        await store.apply([Create("agent", {"name": "x\x00", "agent_type": "reasoning"})])
     assert await pool.fetchval("SELECT count(*) FROM events") == 1
 
 
