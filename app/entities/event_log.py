@@ -9,6 +9,7 @@ original API's clients and is bounded (OFFSET reads and drops every skipped row)
 from __future__ import annotations
 
 import hashlib
+import json
 from dataclasses import dataclass
 from typing import Any, Literal
 from uuid import UUID
@@ -22,12 +23,15 @@ from app.entities.sql import Connection
 from app.errors import EventNotFoundError, InvalidListingError
 
 __all__ = [
+    "EVENT_JSON",
     "MAX_EVENT_PAGE",
     "MAX_OFFSET",
     "EventPage",
     "EventQuery",
     "get_event",
+    "get_event_json",
     "list_events",
+    "list_events_json",
     "read_after",
 ]
 
@@ -36,6 +40,18 @@ MAX_OFFSET = 10_000
 _COLUMNS = (
     "global_position, event_id, event_type, entity_type, entity_id, entity_version, "
     "payload, metadata, created_at"
+)
+
+
+# The event as the API sends it (``StoredEvent.as_json``, D8), built by Postgres: a page goes
+# out as text without being decoded and encoded again in Python. The timestamp is written
+# the way Python's isoformat(timespec="microseconds") writes a UTC time.
+EVENT_JSON = (
+    "json_build_object('event_id', event_id, 'event_type', event_type, "
+    "'entity_type', entity_type, 'entity_id', entity_id, 'entity_version', entity_version, "
+    "'global_position', global_position, 'payload', payload, 'metadata', metadata, "
+    "'timestamp', to_char(created_at AT TIME ZONE 'UTC', "
+    """'YYYY-MM-DD"T"HH24:MI:SS.US"+00:00"'))::text"""
 )
 
 
@@ -94,8 +110,9 @@ def event_from_row(row: asyncpg.Record) -> StoredEvent:
     )
 
 
-def listing_sql(query: EventQuery) -> tuple[str, list[Any]]:
-    """The SELECT for ``query`` and its arguments (the EXPLAIN tests use it too)."""
+def listing_sql(query: EventQuery, *, as_json: bool = False) -> tuple[str, list[Any]]:
+    """The SELECT for ``query`` and its arguments (the EXPLAIN tests use it too);
+    ``as_json``: each row is the position and the event's JSON text, made by Postgres."""
     query.check()
     args: list[Any] = []
     conditions: list[str] = []
@@ -128,7 +145,8 @@ def listing_sql(query: EventQuery) -> tuple[str, list[Any]]:
         if query.entity_id is not None
         else f"global_position {direction}"
     )
-    text = f"SELECT {_COLUMNS} FROM events {where}ORDER BY {order} LIMIT {arg(query.limit + 1)}"  # noqa: S608
+    columns = f"global_position, {EVENT_JSON} AS json" if as_json else _COLUMNS
+    text = f"SELECT {columns} FROM events {where}ORDER BY {order} LIMIT {arg(query.limit + 1)}"  # noqa: S608
     if query.offset:
         text += f" OFFSET {arg(query.offset)}"
     return text, args
@@ -142,6 +160,26 @@ async def list_events(conn: Connection | asyncpg.Pool, query: EventQuery) -> Eve
     items = [event_from_row(row) for row in rows[: query.limit]]
     next_cursor = encode_cursor(query.kind(), [items[-1].global_position]) if more else None
     return EventPage(items, next_cursor)
+
+
+async def list_events_json(conn: Connection | asyncpg.Pool, query: EventQuery) -> bytes:
+    """The page as the API's JSON body (``{"items": [...], "next_cursor": ...}``), built from
+    the JSON Postgres made for each event."""
+    text, args = listing_sql(query, as_json=True)
+    rows = await conn.fetch(text, *args)
+    more = len(rows) > query.limit
+    rows = rows[: query.limit]
+    cursor = encode_cursor(query.kind(), [rows[-1]["global_position"]]) if more else None
+    items = ",".join(row["json"] for row in rows)
+    return f'{{"items":[{items}],"next_cursor":{json.dumps(cursor)}}}'.encode()
+
+
+async def get_event_json(conn: Connection | asyncpg.Pool, event_id: UUID) -> bytes:
+    """One event as the API's JSON body."""
+    found = await conn.fetchval(f"SELECT {EVENT_JSON} FROM events WHERE event_id = $1", event_id)  # noqa: S608
+    if found is None:
+        raise EventNotFoundError(f"no event with id {event_id}")
+    return str(found).encode()
 
 
 async def get_event(conn: Connection | asyncpg.Pool, event_id: UUID) -> StoredEvent:

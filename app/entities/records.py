@@ -6,7 +6,7 @@ from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from contextvars import ContextVar
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 from uuid import UUID
 
@@ -120,7 +120,7 @@ class StoredEvent:
             "global_position": self.global_position,
             "payload": self.payload,
             "metadata": self.metadata,
-            "timestamp": self.created_at.isoformat(),
+            "timestamp": self.created_at.astimezone(UTC).isoformat(timespec="microseconds"),
         }
 
 

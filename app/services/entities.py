@@ -14,7 +14,14 @@ from uuid import UUID
 from dependency_injector.wiring import Provide, inject
 from pydantic import BaseModel
 
-from app.entities.event_log import EventPage, EventQuery, get_event, list_events
+from app.entities.event_log import (
+    EventPage,
+    EventQuery,
+    get_event,
+    get_event_json,
+    list_events,
+    list_events_json,
+)
 from app.entities.projections import rebuild
 from app.entities.records import Change, ChangeContext, StoredEvent, Written
 from app.entities.runtime import Entities
@@ -28,8 +35,10 @@ __all__ = [
     "delete_entity",
     "get_entity",
     "get_entity_event",
+    "get_entity_event_json",
     "list_entities",
     "list_entity_events",
+    "list_entity_events_json",
     "rebuild_projections",
     "update_entity",
 ]
@@ -124,6 +133,22 @@ async def list_entity_events(
 ) -> EventPage:
     """A page of events matching ``query`` (D10)."""
     return await list_events(entities.pool, query)
+
+
+@inject
+async def list_entity_events_json(
+    query: EventQuery, *, entities: Entities = Provide[Container.entities]
+) -> bytes:
+    """The same page as ``list_entity_events``, as the API's JSON body (made by Postgres)."""
+    return await list_events_json(entities.pool, query)
+
+
+@inject
+async def get_entity_event_json(
+    event_id: UUID, *, entities: Entities = Provide[Container.entities]
+) -> bytes:
+    """One event as JSON (``EventNotFoundError`` if none)."""
+    return await get_event_json(entities.pool, event_id)
 
 
 @inject
