@@ -28,6 +28,7 @@ from enum import StrEnum
 from typing import Any, ClassVar, Literal, Union, get_args, get_origin
 from uuid import UUID
 
+import pydantic_core
 from pydantic import BaseModel, ConfigDict, Field, create_model
 from pydantic.fields import FieldInfo
 
@@ -71,7 +72,7 @@ class Column:
         if value is None:
             return None
         if self.is_json:
-            return json.dumps(value, separators=(",", ":"), ensure_ascii=False)
+            return pydantic_core.to_json(value).decode()
         return value
 
     def from_db(self, value: Any) -> Any:

@@ -105,7 +105,9 @@ class EntityStore:
     # -- validation -----------------------------------------------------------------------
 
     def _validate(self, entity: EntityType, fields: Mapping[str, Any]) -> BaseModel:
-        where = _nul_in(fields, "")
+        # One C-speed encode finds a NUL (JSON writes it as \u0000); the walk names the field.
+        encoded = pydantic_core.to_json(fields, fallback=str)
+        where = _nul_in(fields, "") if b"\\u0000" in encoded else None
         if where is not None:
             raise InvalidEntityError(
                 f"invalid {entity.name}: {where or '(body)'} holds a NUL character (\\u0000), "
