@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from contextvars import ContextVar
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 from uuid import UUID
@@ -124,11 +124,31 @@ class StoredEvent:
         }
 
 
-@dataclass(frozen=True)
 class Written:
     """The result of one change: the entity as stored now and the event recorded for it
-    (``None`` for an update that changed nothing: no event is written for it)."""
+    (``None`` for an update that changed nothing: no event is written for it).
 
-    entity: BaseModel
-    event: StoredEvent | None
-    deleted: bool = field(default=False)
+    ``entity`` may be given as a function that makes it: a batch builds each response model
+    only if it is read (most batch callers read the events alone).
+    """
+
+    __slots__ = ("_entity", "deleted", "event")
+
+    def __init__(
+        self,
+        entity: BaseModel | Callable[[], BaseModel],
+        event: StoredEvent | None,
+        deleted: bool = False,
+    ) -> None:
+        self._entity = entity
+        self.event = event
+        self.deleted = deleted
+
+    @property
+    def entity(self) -> BaseModel:
+        if not isinstance(self._entity, BaseModel):
+            self._entity = self._entity()
+        return self._entity
+
+    def __repr__(self) -> str:
+        return f"Written(entity={self.entity!r}, event={self.event!r}, deleted={self.deleted})"

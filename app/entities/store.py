@@ -668,13 +668,16 @@ def _written(
         metadata,
         now,
     )
-    values: dict[str, Any] = {
-        **dict(item.state),
-        "id": item.entity_id,
-        "version": item.version,
-        "created_at": item.created_at or now,
-        "updated_at": now,
-    }
-    # The fields were validated on the way in; the system columns are ours.
-    out = item.entity.out_model.model_construct(None, **values)
-    return Written(out, event, deleted=item.deleted)
+
+    def build() -> BaseModel:
+        values: dict[str, Any] = {
+            **dict(item.state),
+            "id": item.entity_id,
+            "version": item.version,
+            "created_at": item.created_at or now,
+            "updated_at": now,
+        }
+        # The fields were validated on the way in; the system columns are ours.
+        return item.entity.out_model.model_construct(None, **values)
+
+    return Written(build, event, deleted=item.deleted)
