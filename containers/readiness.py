@@ -137,10 +137,12 @@ def readiness_table(results: dict[str, Readiness]) -> str:
         "  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=True)).rstrip()
         for row in rows
     ]
-    # Below the table, one line per backend that reported details (the entities' lags).
-    lines += [
-        f"{r.resource}: {json.dumps(r.details, default=str, sort_keys=True)}"
+    # After a blank line, one line per backend that reported details (the entities' lags).
+    details = [
+        f"{r.resource} details: {json.dumps(r.details, default=str, sort_keys=True)}"
         for r in results.values()
         if r.details
     ]
+    if details:
+        lines += ["", *details]
     return "\n".join(lines)

@@ -24,6 +24,7 @@ from app.entities.event_log import read_after
 from app.entities.records import StoredEvent
 from app.entities.relay import (
     INITIAL_BACKOFF_S,
+    PoolClosing,
     consumer_lock_key,
     ensure_checkpoint,
     unlock_consumer,
@@ -124,7 +125,7 @@ class ProjectionRunner:
 
     async def _run(self) -> None:
         backoff = INITIAL_BACKOFF_S
-        while True:
+        while not self._pool.is_closing():
             try:
                 async with self._pool.acquire() as conn:
                     if await conn.fetchval("SELECT pg_try_advisory_lock($1)", self._key):
@@ -137,7 +138,11 @@ class ProjectionRunner:
                 await self._sleep(self._standby_s)
             except asyncio.CancelledError:
                 raise
+            except PoolClosing:
+                break
             except Exception as exc:
+                if self._pool.is_closing():
+                    break
                 self._last_error = f"{type(exc).__name__}: {exc}"
                 log.warning("entities.projection_db_error", name=self.name, error=self._last_error)
                 await asyncio.sleep(backoff)
@@ -223,6 +228,8 @@ class ProjectionRunner:
         with contextlib.suppress(TimeoutError):
             async with asyncio.timeout(seconds):
                 await self._wake.wait()
+        if self._pool.is_closing():
+            raise PoolClosing
 
 
 async def rebuild(pool: asyncpg.Pool, projection: Projection) -> None:

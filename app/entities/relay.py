@@ -28,6 +28,7 @@ from app.entities.sinks import Sink
 from app.entities.sql import Connection
 
 __all__ = [
+    "PoolClosing",
     "Relay",
     "RelayStatus",
     "consumer_lock_key",
@@ -39,6 +40,11 @@ __all__ = [
 log = structlog.get_logger(__name__)
 
 INITIAL_BACKOFF_S = 0.05
+
+
+class PoolClosing(Exception):
+    """The pool is being closed: a consumer lets its connection go (``pool.close()`` waits
+    for every connection, and a consumer otherwise holds one for as long as it runs)."""
 
 
 def consumer_lock_key(name: str) -> int:
@@ -135,7 +141,7 @@ class Relay:
 
     async def _run(self) -> None:
         backoff = INITIAL_BACKOFF_S
-        while True:
+        while not self._pool.is_closing():
             try:
                 async with self._pool.acquire() as conn:
                     if await conn.fetchval("SELECT pg_try_advisory_lock($1)", self._lock_key):
@@ -150,7 +156,11 @@ class Relay:
                 backoff = INITIAL_BACKOFF_S
             except asyncio.CancelledError:
                 raise
-            except Exception as exc:  # Postgres went away: the lock went with the session
+            except PoolClosing:
+                break
+            except Exception as exc:
+                if self._pool.is_closing():
+                    break  # Postgres went away: the lock went with the session
                 self._last_error = f"{type(exc).__name__}: {exc}"
                 log.warning("entities.relay_db_error", relay=self.name, error=self._last_error)
                 await asyncio.sleep(backoff)
@@ -197,6 +207,8 @@ class Relay:
         with contextlib.suppress(TimeoutError):
             async with asyncio.timeout(seconds):
                 await self._wake.wait()
+        if self._pool.is_closing():
+            raise PoolClosing
 
 
 async def unlock_consumer(conn: Connection, key: int) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import socket
@@ -47,7 +48,8 @@ def test_check_single_node_with_nothing_installed(tmp_path: Path) -> None:
     """check on the embedded defaults prints a ready table and exits 0; Postgres is stopped."""
     result = run_app(tmp_path, "check")
     assert result.returncode == 0, result.stderr
-    lines = result.stdout.splitlines()
+    table, _, details = result.stdout.partition("\n\n")
+    lines = table.splitlines()
     assert lines[0].split() == ["backend", "status", "latency_ms", "address", "error"]
     statuses = {line.split()[0]: line.split()[1] for line in lines[1:]}
     assert statuses == {
@@ -55,10 +57,16 @@ def test_check_single_node_with_nothing_installed(tmp_path: Path) -> None:
         "state": "ok",
         "events": "ok",
         "vectors": "ok",
+        "entities": "ok",
         "redis": "disabled",
         "elasticsearch": "disabled",
         "rabbitmq": "disabled",
     }
+    # The relay's and the projection's checkpoints and lag, below the table.
+    assert details.startswith("entities details: ")
+    reported = json.loads(details.removeprefix("entities details: "))
+    assert reported["relay:bus"]["lag"] == 0
+    assert "projection:agent_goal_stats" in reported
     assert not (tmp_path / "data" / "postgres" / "postmaster.pid").exists()
 
 
@@ -83,13 +91,15 @@ def test_check_distributed_against_local_services(
         STATE__NAMESPACE=unique_name,
     )
     assert result.returncode == 0, result.stderr
-    statuses = {line.split()[0]: line.split()[1] for line in result.stdout.splitlines()[1:]}
+    table = result.stdout.partition("\n\n")[0]
+    statuses = {line.split()[0]: line.split()[1] for line in table.splitlines()[1:]}
     assert statuses == {
         "redis": "ok",
         "postgres": "ok",
         "rabbitmq": "ok",
         "state": "ok",
         "events": "ok",
+        "entities": "ok",
         "vectors": "ok",
         "elasticsearch": "disabled",
     }

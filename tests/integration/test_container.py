@@ -83,6 +83,7 @@ async def test_single_node_uses_memory_and_never_connects_to_redis(
             "state": "ok",
             "events": "ok",
             "vectors": "ok",
+            "entities": "ok",
             "redis": "disabled",
             "elasticsearch": "disabled",
             "rabbitmq": "disabled",
@@ -133,6 +134,7 @@ async def test_distributed_resolves_every_provider(
             "state",
             "events",
             "vectors",
+            "entities",
         }
     assert lifecycle.started == ()
 

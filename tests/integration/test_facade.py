@@ -107,6 +107,7 @@ async def test_original_usage_distributed(
             "rabbitmq": "ok",
             "state": "ok",
             "events": "ok",
+            "entities": "ok",
         }
         assert set(health.latency_ms) == set(health.details)
 
@@ -205,7 +206,9 @@ async def test_health_reports_a_stopped_backend_within_its_timeout(
         elapsed = asyncio.get_running_loop().time() - started
         assert health.ok is False
         assert health.details["postgres"].startswith("error: ")
-        assert {k: v for k, v in health.details.items() if k != "postgres"} == {
+        # The entities live in Postgres: they report the same outage.
+        assert health.details["entities"].startswith("error: ")
+        assert {k: v for k, v in health.details.items() if k not in {"postgres", "entities"}} == {
             "redis": "ok",
             "elasticsearch": "disabled",
             "vectors": "ok",

@@ -160,3 +160,24 @@ async def test_d8_redis_pubsub_gets_the_event_json(
         "metadata",
         "timestamp",
     }
+
+
+async def test_closing_the_pool_lets_the_consumers_go(store: EntityStore, database: str) -> None:
+    """pool.close() returns while a relay and a projection run: they let their connections
+    go (close() waits for every connection) and end."""
+    from app.entities.projections import AgentGoalStats, ProjectionRunner
+
+    own = await asyncpg.create_pool(database, min_size=1, max_size=4)
+    relay = Relay(own, RecordingSink("closing"), poll_interval_s=0.05)
+    runner = ProjectionRunner(own, AgentGoalStats(), poll_interval_s=0.05)
+    await relay.start()
+    await runner.start()
+    await eventually(
+        lambda: relay.status().active and runner.status().active, what="both consumers active"
+    )
+    async with asyncio.timeout(5):
+        await own.close()
+    await relay.stop()
+    await runner.stop()
+    assert not relay.status().active
+    assert not runner.status().active
