@@ -7,13 +7,10 @@ import argparse
 import asyncio
 import signal
 import sys
-from collections.abc import Coroutine, Iterator
-from contextlib import contextmanager
-from types import FrameType
+from collections.abc import Coroutine
 from typing import Any
 
 import structlog
-import uvicorn
 from dependency_injector import providers
 
 from app.container_spec import load_container
@@ -44,10 +41,13 @@ async def check(container_spec: str | None) -> int:
     """Start the lifecycle, print the readiness table, exit non-zero if anything is not ready.
 
     A probe beside a running ``serve``: the vector index is only loaded and verified, read-only
-    (no writer lock, no autosave, no save at stop), so the index directory is left unchanged.
+    (no writer lock, no autosave, no save at stop), so the index directory is left unchanged;
+    no schema migration runs.
     """
     cancel_on_sigterm()
     container = load_container(container_spec)
+    # A probe changes nothing: no migrations (`python -m app migrate status` lists them).
+    container.database_layer.apply_migrations.override(providers.Object(False))
     container.vector_layer.read_only.override(providers.Object(True))
     # Reports the relays' and projections' lag; publishing stays with the serving process.
     container.entity_layer.run_consumers.override(providers.Object(False))
@@ -57,37 +57,10 @@ async def check(container_spec: str | None) -> int:
     return 0 if all(result.ok for result in results.values()) else EXIT_NOT_READY
 
 
-class GracefulServer(uvicorn.Server):
-    """Ends event streams as soon as shutdown begins, and exits 0 on SIGTERM/SIGINT.
-
-    uvicorn waits for open connections before the lifespan shutdown, so open server-sent
-    event streams are told to end here; and it re-raises the signal after shutdown (exit by
-    signal), which would skip our own cleanup.
-    """
-
-    def __init__(self, config: uvicorn.Config, streams_stop: asyncio.Event) -> None:
-        super().__init__(config)
-        self._streams_stop = streams_stop
-
-    def handle_exit(self, sig: int, frame: FrameType | None) -> None:
-        self._streams_stop.set()
-        super().handle_exit(sig, frame)
-
-    @contextmanager
-    def capture_signals(self) -> Iterator[None]:
-        loop = asyncio.get_running_loop()
-        for sig in (signal.SIGINT, signal.SIGTERM):
-            loop.add_signal_handler(sig, self.handle_exit, sig, None)
-        try:
-            yield
-        finally:
-            for sig in (signal.SIGINT, signal.SIGTERM):
-                loop.remove_signal_handler(sig)
-
-
 async def serve(host: str | None, port: int | None, container_spec: str | None) -> int:
     """Start the backends, then serve the API until interrupted; stop everything after."""
     from app.web import create_app
+    from app.web.server import build_server
 
     cancel_on_sigterm()
     container = load_container(container_spec)
@@ -98,15 +71,7 @@ async def serve(host: str | None, port: int | None, container_spec: str | None) 
     port = settings.api.port if port is None else port
     await lifecycle.start()
     try:
-        config = uvicorn.Config(
-            app,
-            host=host,
-            port=port,
-            log_config=None,
-            lifespan="on",
-            timeout_graceful_shutdown=10,
-        )
-        server = GracefulServer(config, app.state.streams_stop)
+        server = build_server(app, host=host, port=port)
         try:
             await server.serve()
         except SystemExit:  # uvicorn's way out when it cannot bind (logged above)

@@ -11,18 +11,25 @@ catch either (``except ValueError`` still catches a ``DimensionMismatchError``):
     │   ├── UnitGraphError (ValueError)          unit dependencies unknown or in a cycle
     │   ├── ResourceStartError                   a backend failed to start; the rest was rolled back
     │   ├── ResourceStopError (ExceptionGroup)   one or more backends failed to stop
-    │   └── NotStartedError (RuntimeError)       used before start()
+    │   ├── NotStartedError (RuntimeError)       used before start()
+    │   └── EmbeddedPostgresError                the embedded Postgres did not start or stop cleanly
     ├── BackendNotConfiguredError (LookupError)  the configured mode does not start this backend
     ├── BackendClosedError (RuntimeError)        a call after close()
-    ├── StateBackendError
+    ├── RabbitMQUnavailableError (ConnectionError)   the broker connection is closed or down
+    ├── StateBackendError                        a stored value this data layer did not write
+    │   ├── StateArgumentError (ValueError)      an argument out of range or of the wrong form
+    │   ├── StateArgumentTypeError (TypeError)   an argument (or the value under a key) mistyped
     │   └── StateBackendUnavailableError (ConnectionError)   Redis did not answer
     ├── EventBusError
+    │   ├── EventArgumentError (ValueError)      an argument out of range or of the wrong form
+    │   ├── EventArgumentTypeError (TypeError)   an argument of the wrong type
     │   ├── EventSerializationError (TypeError)  payload is not JSON-serialisable
     │   ├── EventTooLargeError (ValueError)      encoded event over max_event_bytes
     │   ├── BusClosedError (RuntimeError)        publish after close()
     │   ├── PublishError (ConnectionError)       the broker did not confirm in time
     │   ├── HandlerTimeoutError (TimeoutError)   a handler ran past handler_timeout_s
-    │   └── MalformedEventError (ValueError)     a message is not our event envelope
+    │   ├── MalformedEventError (ValueError)     a message is not our event envelope
+    │   └── StreamOverflowError (RuntimeError)   an event stream's reader fell too far behind
     ├── VectorIndexError
     │   ├── DimensionMismatchError (ValueError)  vector of the wrong length
     │   ├── InvalidVectorError (ValueError)      NaN, inf or zero vector
@@ -59,6 +66,10 @@ catch either (``except ValueError`` still catches a ``DimensionMismatchError``):
             ├── MigrationFileError (ValueError)         a migration file's name or content is bad
             ├── MigrationChecksumError                  an applied file was changed afterwards
             └── MigrationFailedError                    a migration's SQL failed; rolled back
+
+The argument errors (``StateArgumentError``, ``EventArgumentError`` and their ``TypeError``
+twins, and the vector index's ``ValueError`` branch) are the caller's fault: the web layer
+answers them with 422. Every other error is the server's, and a 500 or 503.
 """
 
 from __future__ import annotations
@@ -79,9 +90,12 @@ __all__ = [
     "DatabaseNotConnectedError",
     "DeclarationError",
     "DimensionMismatchError",
+    "EmbeddedPostgresError",
     "EntitiesNotReadyError",
     "EntityError",
     "EntityNotFoundError",
+    "EventArgumentError",
+    "EventArgumentTypeError",
     "EventBusError",
     "EventNotFoundError",
     "EventSerializationError",
@@ -109,14 +123,18 @@ __all__ = [
     "QueryError",
     "QueryParameterError",
     "QuerySyntaxError",
+    "RabbitMQUnavailableError",
     "ReadOnlyIndexError",
     "ResourceStartError",
     "ResourceStopError",
     "SnapshotCorruptError",
     "SqlIdentifierError",
+    "StateArgumentError",
+    "StateArgumentTypeError",
     "StateBackendError",
     "StateBackendUnavailableError",
     "StatementTimeoutError",
+    "StreamOverflowError",
     "TransactionError",
     "UndefinedTableError",
     "UniqueViolationError",
@@ -170,6 +188,10 @@ class NotStartedError(LifecycleError, RuntimeError):
     """The data layer was used before ``start()``."""
 
 
+class EmbeddedPostgresError(LifecycleError):
+    """The embedded Postgres server (or its ``initdb``) did not start or stop cleanly."""
+
+
 class BackendNotConfiguredError(DataLayerError, LookupError):
     """The configured deployment mode does not start this backend."""
 
@@ -178,8 +200,23 @@ class BackendClosedError(DataLayerError, RuntimeError):
     """A call was made on a backend after ``close()``."""
 
 
+class RabbitMQUnavailableError(DataLayerError, ConnectionError):
+    """The connection to the broker is closed, or down while it reconnects."""
+
+
 class StateBackendError(DataLayerError):
-    """Root of the state backend errors that are not argument errors."""
+    """Root of the state backend errors; raised itself for a stored value another program
+    wrote (the data layer cannot read it back)."""
+
+
+class StateArgumentError(StateBackendError, ValueError):
+    """An argument of a state backend call is out of range or of the wrong form (an empty
+    key, a ttl <= 0, a value over ``max_value_bytes``); nothing was stored."""
+
+
+class StateArgumentTypeError(StateBackendError, TypeError):
+    """An argument of a state backend call has the wrong type (a value JSON cannot encode,
+    an amount that is not an int), or ``increment`` found a non-integer under the key."""
 
 
 class StateBackendUnavailableError(StateBackendError, ConnectionError):
@@ -188,6 +225,16 @@ class StateBackendUnavailableError(StateBackendError, ConnectionError):
 
 class EventBusError(DataLayerError):
     """Root of the event bus errors."""
+
+
+class EventArgumentError(EventBusError, ValueError):
+    """An argument of an event call is out of range or of the wrong form (a malformed
+    pattern or event type, a naive timestamp, a concurrency < 1); nothing was sent."""
+
+
+class EventArgumentTypeError(EventBusError, TypeError):
+    """An argument of an event call has the wrong type (a payload that is not a mapping,
+    a handler that is not callable, a pattern that is not a str)."""
 
 
 class EventSerializationError(EventBusError, TypeError):
@@ -212,6 +259,10 @@ class HandlerTimeoutError(EventBusError, TimeoutError):
 
 class MalformedEventError(EventBusError, ValueError):
     """A message body is not a valid event envelope (not JSON, a field missing or mistyped)."""
+
+
+class StreamOverflowError(EventBusError, RuntimeError):
+    """The reader of an event stream fell more than its buffer behind; the stream ends."""
 
 
 class VectorIndexError(DataLayerError):

@@ -15,8 +15,16 @@ from benchmarks.core import CASES, BenchConfig, Measurement
 
 
 def discover() -> None:
+    """Import every case module (each registers its cases in ``CASES``)."""
     for module in pkgutil.iter_modules(benchmarks.cases.__path__):
-        importlib.import_module(f"benchmarks.cases.{module.name}")
+        try:
+            importlib.import_module(f"benchmarks.cases.{module.name}")
+        except ModuleNotFoundError as exc:
+            # The baselines are optional dependencies of an installed wheel.
+            raise SystemExit(
+                f"benchmark case {module.name!r} needs the package {exc.name!r}: "
+                "pip install 'datalayer[bench]'"
+            ) from exc
 
 
 def fmt(value: float | None) -> str:

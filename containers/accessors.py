@@ -14,6 +14,7 @@ import redis.asyncio as aioredis
 from aio_pika.abc import AbstractRobustConnection
 from elasticsearch import AsyncElasticsearch
 
+from app.database import DatabaseClient, PostgreSQLClient
 from app.entities.runtime import Entities
 from app.events import EventBus
 from app.state import StateBackend
@@ -22,6 +23,7 @@ from containers.application import Container
 from settings import Settings
 
 __all__ = [
+    "get_database",
     "get_elasticsearch",
     "get_entities",
     "get_event_bus",
@@ -53,6 +55,17 @@ async def get_redis(container: Container) -> aioredis.Redis:
 
 async def get_postgres(container: Container) -> asyncpg.Pool:
     return cast(asyncpg.Pool, await resolve(container.postgres))
+
+
+async def get_database(container: Container) -> PostgreSQLClient:
+    """The database client; typed as ``PostgreSQLClient`` (the ``postgres`` backend's)."""
+    client = cast(DatabaseClient, await resolve(container.database))
+    if not isinstance(client, PostgreSQLClient):
+        raise TypeError(
+            f"container.database is a {type(client).__name__}, not a PostgreSQLClient "
+            "(another DATABASE__BACKEND, or an override): resolve container.database instead"
+        )
+    return client
 
 
 async def get_elasticsearch(container: Container) -> AsyncElasticsearch:

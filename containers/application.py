@@ -6,6 +6,7 @@ from dependency_injector import containers, providers
 
 from containers.backends import BackendsContainer
 from containers.core import CoreContainer
+from containers.database import DatabaseContainer
 from containers.entities import EntitiesContainer
 from containers.events import EventsContainer
 from containers.state import StateContainer
@@ -18,8 +19,9 @@ __all__ = ["Container", "create_container"]
 class Container(containers.DeclarativeContainer):
     """Everything an application needs to talk to its data.
 
-    Override the public providers (``settings``, ``redis``, ``postgres``, ``elasticsearch``,
-    ``rabbitmq``, ``state_backend``, ``event_bus``, ``vectors``, ``entities``) with fakes in
+    Override the public providers (``settings``, ``redis``, ``postgres``, ``database``,
+    ``elasticsearch``, ``rabbitmq``, ``state_backend``, ``event_bus``, ``vectors``,
+    ``entities``) with fakes in
     tests; an overridden provider's real resource is never started by the lifecycle.
     """
 
@@ -34,6 +36,11 @@ class Container(containers.DeclarativeContainer):
     postgres = backends.postgres
     elasticsearch = backends.elasticsearch
     rabbitmq = backends.rabbitmq
+
+    database_layer = providers.Container(
+        DatabaseContainer, settings=core.settings, postgres=backends.postgres
+    )
+    database = database_layer.client
 
     state_layer = providers.Container(StateContainer, settings=core.settings, redis=backends.redis)
     state_backend = state_layer.backend

@@ -7,6 +7,7 @@ from settings.enums import (
     EventBusKind,
     LogFormat,
     MigrateMode,
+    RateLimitOnError,
 )
 from settings.model import Settings, env_name, load_settings
 from settings.secrets import mask_url, mask_urls
@@ -40,6 +41,7 @@ __all__ = [
     "MigrateMode",
     "PostgresSettings",
     "RabbitMQSettings",
+    "RateLimitOnError",
     "RedisSettings",
     "Settings",
     "StateSettings",

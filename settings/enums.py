@@ -11,6 +11,7 @@ __all__ = [
     "EventBusKind",
     "LogFormat",
     "MigrateMode",
+    "RateLimitOnError",
 ]
 
 
@@ -48,6 +49,14 @@ class ApiAuth(StrEnum):
 
     ENABLED = "enabled"
     DISABLED = "disabled"
+
+
+
+class RateLimitOnError(StrEnum):
+    """What the API does when the rate limiter's state backend fails (Redis down)."""
+
+    DENY = "deny"  # refuse with 503 and Retry-After: no request goes unlimited
+    ALLOW = "allow"  # let the request through unlimited, logging each one as an error
 
 
 class MigrateMode(StrEnum):

@@ -9,7 +9,7 @@ from typing import Annotated, Any, ClassVar, Literal
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
 from pydantic_settings import NoDecode
 
-from settings.enums import ApiAuth, EmbeddedPostgres, LogFormat, MigrateMode
+from settings.enums import ApiAuth, EmbeddedPostgres, LogFormat, MigrateMode, RateLimitOnError
 from settings.secrets import mask_url, url_component, url_host
 
 __all__ = [
@@ -26,7 +26,8 @@ __all__ = [
     "StateSettings",
 ]
 
-MiB = 1024 * 1024
+KiB = 1024
+MiB = 1024 * KiB
 PositiveSeconds = Annotated[float, Field(gt=0, allow_inf_nan=False)]
 
 
@@ -249,6 +250,13 @@ class ApiSettings(Section):
 
     # Requests up to this size are read; a bigger body is a 413 before it is buffered.
     max_body_bytes: int = Field(default=64 * MiB, gt=0)
+    # The request line and headers together; more is a 431 before they are buffered (only
+    # under `python -m app serve`, whose HTTP protocol counts them).
+    max_header_bytes: int = Field(default=64 * KiB, ge=KiB)
+    # The longest wait for the next piece of a declared request body: then a 408.
+    body_read_timeout_s: PositiveSeconds = 30.0
+    # When the rate limiter's state backend fails: deny (503 + Retry-After) or allow (logged).
+    rate_limit_on_error: RateLimitOnError = RateLimitOnError.DENY
 
     _split_tokens = field_validator("tokens", mode="before")(split_list)
 

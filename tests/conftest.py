@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import os
 import uuid
 from collections.abc import AsyncIterator, Iterator
@@ -26,8 +27,11 @@ from tests.services import (
     POSTGRES_DSN,
     RABBITMQ_URL,
     REDIS_URL,
+    create_database,
     delete_bus_topology,
+    drop_database,
     require_service,
+    with_database,
 )
 
 # CI runs the property tests with fixed seeds (a red CI must be reproducible); locally each run
@@ -49,10 +53,23 @@ def redis_url() -> str:
     return require_service("Redis", REDIS_URL)
 
 
+@pytest.fixture(scope="session")
+def session_postgres_dsn() -> Iterator[str]:
+    """A database of this session's own on the real Postgres, dropped after: the tests'
+    migrations and tables never meet another run's (a shared database's migration ledger
+    would fail every later run whose files differ)."""
+    admin_dsn = require_service("Postgres", POSTGRES_DSN)
+    name = f"session_{uuid.uuid4().hex[:12]}"
+    asyncio.run(create_database(admin_dsn, name))
+    yield with_database(admin_dsn, name)
+    asyncio.run(drop_database(admin_dsn, name))
+
+
 @pytest.fixture
-def postgres_dsn() -> str:
-    """The real Postgres on loopback; fails in CI and skips elsewhere when it is down."""
-    return require_service("Postgres", POSTGRES_DSN)
+def postgres_dsn(session_postgres_dsn: str) -> str:
+    """The real Postgres on loopback (this session's database); fails in CI and skips
+    elsewhere when it is down."""
+    return session_postgres_dsn
 
 
 @pytest.fixture
@@ -143,3 +160,9 @@ def overridden_container(app_settings: Settings, fakes: Fakes) -> Iterator[Conta
     yield container
     container.unwire()
     container.reset_override()
+
+
+def is_started(provider: object) -> bool:
+    """Whether a ``Resource`` provider (typed loosely by the container's aliases) is started."""
+    assert isinstance(provider, providers.Resource), provider
+    return bool(provider.initialized)

@@ -10,9 +10,10 @@ import os
 import socket
 from collections.abc import Iterable
 from functools import cache
-from urllib.parse import urlsplit
+from urllib.parse import urlsplit, urlunsplit
 
 import aio_pika
+import asyncpg
 import pytest
 
 REDIS_URL = os.environ.get("TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
@@ -55,5 +56,29 @@ async def delete_bus_topology(url: str, exchange: str, queues: Iterable[str] = (
             await channel.queue_delete(name)
         await channel.exchange_delete(exchange)
         await channel.exchange_delete(f"{exchange}.dead-letter")
+    finally:
+        await connection.close()
+
+
+def with_database(dsn: str, database: str) -> str:
+    """``dsn`` pointing at another database on the same server."""
+    parts = urlsplit(dsn)
+    return urlunsplit(parts._replace(path=f"/{database}"))
+
+
+async def create_database(admin_dsn: str, name: str) -> None:
+    """Create the database ``name`` on ``admin_dsn``'s server."""
+    connection = await asyncpg.connect(admin_dsn)
+    try:
+        await connection.execute(f'CREATE DATABASE "{name}"')
+    finally:
+        await connection.close()
+
+
+async def drop_database(admin_dsn: str, name: str) -> None:
+    """Drop the database ``name``, disconnecting whoever still uses it."""
+    connection = await asyncpg.connect(admin_dsn)
+    try:
+        await connection.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
     finally:
         await connection.close()

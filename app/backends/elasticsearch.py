@@ -11,10 +11,6 @@ from settings import ElasticsearchSettings
 __all__ = ["elasticsearch_client", "ping_elasticsearch"]
 
 
-class ElasticsearchUnavailableError(ConnectionError):
-    """The cluster did not answer the start-up ping."""
-
-
 async def elasticsearch_client(
     settings: ElasticsearchSettings,
 ) -> AsyncIterator[AsyncElasticsearch]:

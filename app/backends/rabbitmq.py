@@ -9,14 +9,10 @@ import aio_pika
 from aio_pika.abc import AbstractRobustConnection
 from yarl import URL
 
-from app.errors import ConfigurationError
+from app.errors import ConfigurationError, RabbitMQUnavailableError
 from settings import RabbitMQSettings
 
 __all__ = ["ping_rabbitmq", "rabbitmq_connection"]
-
-
-class RabbitMQUnavailableError(ConnectionError):
-    """The connection to the broker is closed."""
 
 
 async def rabbitmq_connection(

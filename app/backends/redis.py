@@ -11,11 +11,11 @@ from redis.driver_info import DriverInfo
 from app.redis_ping import ping_shared
 from settings import RedisSettings
 
-__all__ = ["ping_redis", "redis_client", "redis_pool"]
+__all__ = ["driver_info", "ping_redis", "redis_client", "redis_pool"]
 
 
 @cache
-def _driver_info() -> DriverInfo:
+def driver_info() -> DriverInfo:
     """What every connection reports in CLIENT SETINFO, built once.
 
     Left to redis-py, each new connection reads the package metadata again (about 0.5 ms of
@@ -36,7 +36,7 @@ def redis_pool(settings: RedisSettings) -> aioredis.BlockingConnectionPool:
         timeout=settings.socket_timeout_s,
         socket_timeout=settings.socket_timeout_s,
         socket_connect_timeout=settings.connect_timeout_s,
-        driver_info=_driver_info(),
+        driver_info=driver_info(),
     )
 
 

@@ -206,17 +206,21 @@ class PostgreSQLClient(QueryRunner):
             )
         return pool
 
-    def _acquire(self) -> AbstractAsyncContextManager[Connection]:
+    def _held_connection(self) -> Connection | None:
+        """The current task's transaction on this client, if any: calls run in it."""
         transaction = current_transaction()
-        if transaction is not None and transaction.client is self:
-            if transaction.task is not asyncio.current_task():
-                raise TransactionError(
-                    "this task inherited an open transaction from the task that started it; "
-                    "one connection cannot serve both: use the transaction object in its own "
-                    "task, or start this task after the transaction block"
-                )
-            return transaction._acquire()
-        return self._require_pool().acquire()
+        if transaction is None or transaction.client is not self:
+            return None
+        if transaction.task is not asyncio.current_task():
+            raise TransactionError(
+                "this task inherited an open transaction from the task that started it; "
+                "one connection cannot serve both: use the transaction object in its own "
+                "task, or start this task after the transaction block"
+            )
+        return transaction.connection
+
+    def _call_pool(self) -> asyncpg.Pool:
+        return self._require_pool()
 
     # --- held connections and transactions ----------------------------------------------------
 

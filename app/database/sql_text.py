@@ -13,6 +13,7 @@ query text, so a hot query pays a dict lookup, not a scan.
 
 from __future__ import annotations
 
+import operator
 import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -28,7 +29,10 @@ COMPILE_CACHE_SIZE: Final = 4096
 _SPECIAL = re.compile(r"""['"$]|--|/\*""")
 _DOLLAR_TAG = re.compile(r"\$(?:[A-Za-z_\x80-\U0010ffff][\w\x80-\U0010ffff]*)?\$")
 _BLOCK_COMMENT_PART = re.compile(r"/\*|\*/")
-_E_STRING_PART = re.compile(r"\\.|'", re.S)
+# Literals and quoted names, whole (loops unrolled: no backtracking on long bodies).
+_STRING = re.compile(r"'[^']*(?:''[^']*)*'")
+_E_STRING = re.compile(r"'[^'\\]*(?:(?:''|\\.)[^'\\]*)*'", re.S)
+_QUOTED_NAME = re.compile(r'"[^"]*(?:""[^"]*)*"')
 # In code: a cast, an escaped colon, a positional parameter, or a named one.
 _CODE_TOKEN = re.compile(r"::+|\\:|(?<![\w$])\$\d+|(?<![\w$:]):([A-Za-z_][A-Za-z0-9_]*)")
 
@@ -46,41 +50,20 @@ def _unterminated(what: str, sql: str, start: int) -> QuerySyntaxError:
     )
 
 
+def _quoted_end(sql: str, start: int, pattern: re.Pattern[str], what: str) -> int:
+    match = pattern.match(sql, start)
+    if match is None:
+        raise _unterminated(what, sql, start)
+    return match.end()
+
+
 def _string_end(sql: str, start: int) -> int:
-    """End (exclusive) of the literal whose opening quote is at ``start``."""
+    """End (exclusive) of the literal whose opening quote is at ``start`` (``E'...'`` takes
+    backslash escapes too; standard strings only ``''``)."""
     escapes = (
         start > 0 and sql[start - 1] in "eE" and (start == 1 or not _ident_char(sql[start - 2]))
     )
-    position = start + 1
-    while True:
-        if escapes:
-            match = _E_STRING_PART.search(sql, position)
-            if match is None:
-                raise _unterminated("string literal", sql, start)
-            if match.group() != "'":
-                position = match.end()
-                continue
-            close = match.start()
-        else:
-            close = sql.find("'", position)
-            if close < 0:
-                raise _unterminated("string literal", sql, start)
-        if sql.startswith("''", close):
-            position = close + 2
-            continue
-        return close + 1
-
-
-def _quoted_identifier_end(sql: str, start: int) -> int:
-    position = start + 1
-    while True:
-        close = sql.find('"', position)
-        if close < 0:
-            raise _unterminated("quoted identifier", sql, start)
-        if sql.startswith('""', close):
-            position = close + 2
-            continue
-        return close + 1
+    return _quoted_end(sql, start, _E_STRING if escapes else _STRING, "string literal")
 
 
 def _block_comment_end(sql: str, start: int) -> int:
@@ -99,7 +82,7 @@ def _skip_end(sql: str, start: int, opener: str) -> int | None:
     if opener == "'":
         return _string_end(sql, start)
     if opener == '"':
-        return _quoted_identifier_end(sql, start)
+        return _quoted_end(sql, start, _QUOTED_NAME, "quoted identifier")
     if opener == "--":
         newline = sql.find("\n", start)
         return len(sql) if newline < 0 else newline + 1
@@ -173,6 +156,7 @@ class CompiledQuery:
 
     sql: str
     names: tuple[str, ...]
+    positional: bool = False  # the text uses $n itself
 
     def bind(self, parameters: Mapping[str, Any] | Sequence[Any] | None) -> Sequence[Any]:
         """The positional arguments for ``parameters``; a missing or extra one is an error."""
@@ -200,6 +184,22 @@ class CompiledQuery:
             )
         return parameters
 
+    def bind_many(self, parameter_sets: Sequence[Mapping[str, Any]]) -> list[Sequence[Any]]:
+        """``bind`` for each set; the common case (dicts holding exactly the names) in C loops."""
+        if not isinstance(parameter_sets, (list, tuple)):
+            parameter_sets = list(parameter_sets)  # a generator would be read up by the checks
+        names = self.names
+        if names and all(isinstance(p, dict) for p in parameter_sets):
+            count = len(names)
+            if all(map(count.__eq__, map(len, parameter_sets))):
+                try:
+                    values = list(map(operator.itemgetter(*names), parameter_sets))
+                except KeyError:
+                    pass  # a set misses a name: bind() below names it
+                else:
+                    return [(value,) for value in values] if count == 1 else values
+        return [self.bind(parameters) for parameters in parameter_sets]
+
 
 def _mismatch(names: Sequence[str], given: Mapping[str, Any]) -> QueryParameterError:
     missing = [name for name in names if name not in given]
@@ -218,8 +218,8 @@ def _mismatch(names: Sequence[str], given: Mapping[str, Any]) -> QueryParameterE
 @lru_cache(maxsize=COMPILE_CACHE_SIZE)
 def compile_query(query: str, first_index: int = 1) -> CompiledQuery:
     """``query`` with ``:name`` replaced by ``$n`` (numbered from ``first_index``), cached."""
-    if ":" not in query:  # the common case of a query without parameters: nothing to rewrite
-        return CompiledQuery(query, ())
+    if ":" not in query:  # no named parameter: nothing to rewrite
+        return CompiledQuery(query, (), positional="$" in query and _has_positional(query))
     names: dict[str, int] = {}
     positional = False
     pieces: list[str] = []
@@ -244,4 +244,12 @@ def compile_query(query: str, first_index: int = 1) -> CompiledQuery:
             "the query mixes named (:name) and positional ($n) parameters; use one style"
         )
     pieces.append(query[copied:])
-    return CompiledQuery("".join(pieces), tuple(names))
+    return CompiledQuery("".join(pieces), tuple(names), positional)
+
+
+def _has_positional(query: str) -> bool:
+    return any(
+        token.group().startswith("$")
+        for start, end in code_spans(query)
+        for token in _CODE_TOKEN.finditer(query, start, end)
+    )

@@ -13,9 +13,9 @@ import asyncio
 from collections.abc import AsyncIterator
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from contextvars import ContextVar
-from types import TracebackType
 from typing import TYPE_CHECKING, Literal
 
+import asyncpg
 import structlog
 
 from app.database.driver_errors import DRIVER_ERRORS, translate
@@ -40,26 +40,6 @@ def current_transaction() -> Transaction | None:
     return transaction if transaction is not None and transaction.active else None
 
 
-class _Held:
-    """An async context manager that hands out the held connection and gives nothing back."""
-
-    __slots__ = ("connection",)
-
-    def __init__(self, connection: Connection) -> None:
-        self.connection = connection
-
-    async def __aenter__(self) -> Connection:
-        return self.connection
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        return None
-
-
 class DatabaseSession(QueryRunner):
     """The query methods on one connection held from the pool until the block ends."""
 
@@ -67,13 +47,13 @@ class DatabaseSession(QueryRunner):
         self.client = client
         self.copy_min_rows = client.copy_min_rows
         self.active = True
-        self._held = _Held(connection)
+        self._connection = connection
 
     @property
     def connection(self) -> Connection:
         """The asyncpg connection itself, for what the helpers do not cover."""
         self._check_active()
-        return self._held.connection
+        return self._connection
 
     def _check_active(self) -> None:
         if not self.active:
@@ -82,16 +62,20 @@ class DatabaseSession(QueryRunner):
                 "open a new one with client.connection() or client.transaction()"
             )
 
-    def _acquire(self) -> AbstractAsyncContextManager[Connection]:
-        self._check_active()
-        return self._held
+    def _held_connection(self) -> Connection:
+        if not self.active:
+            self._check_active()
+        return self._connection
+
+    def _call_pool(self) -> asyncpg.Pool:
+        return self.client._require_pool()  # never reached: a session always holds one
 
     def transaction(
         self, *, isolation: Isolation | None = None
     ) -> AbstractAsyncContextManager[Transaction]:
         """A transaction on this connection (a savepoint if one is already open on it)."""
         self._check_active()
-        return run_transaction(self.client, self._held.connection, isolation=isolation)
+        return run_transaction(self.client, self._connection, isolation=isolation)
 
 
 class Transaction(DatabaseSession):
@@ -121,7 +105,8 @@ async def run_transaction(
     """Begin on ``connection`` (a savepoint when it is in a transaction), yield, then commit;
     roll back if the block raises anything, and re-raise."""
     outer = _current.get()
-    depth = outer.depth + 1 if outer is not None and outer.active else 0
+    nested = outer is not None and outer.active and outer._connection is connection
+    depth = outer.depth + 1 if nested and outer is not None else 0
     driver = connection.transaction(isolation=isolation, readonly=readonly)
     try:
         await driver.start()

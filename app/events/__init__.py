@@ -2,7 +2,7 @@
 
 ``InProcessEventBus`` serves one process; ``RabbitMQEventBus`` spans replicas. Both share
 one topic matcher (``topics``), one JSON codec (``codec``) and one delivery engine
-(``dispatch``), and pass the same contract suite (CONTRACTS.md section B).
+(``dispatch``), and pass the same contract suite (docs/contracts/events.md, section B).
 """
 
 from __future__ import annotations
@@ -11,6 +11,8 @@ from typing import TYPE_CHECKING
 
 from app.errors import (
     BusClosedError,
+    EventArgumentError,
+    EventArgumentTypeError,
     EventBusError,
     EventSerializationError,
     EventTooLargeError,
@@ -34,6 +36,8 @@ __all__ = [
     "BusStats",
     "DataEvent",
     "DeadLetter",
+    "EventArgumentError",
+    "EventArgumentTypeError",
     "EventBus",
     "EventBusError",
     "EventSerializationError",

@@ -20,7 +20,12 @@ from json.encoder import (  # type: ignore[attr-defined]
 from typing import Any, Final, NamedTuple
 from uuid import UUID, SafeUUID
 
-from app.errors import EventSerializationError, EventTooLargeError, MalformedEventError
+from app.errors import (
+    EventArgumentError,
+    EventSerializationError,
+    EventTooLargeError,
+    MalformedEventError,
+)
 from app.events.model import DataEvent
 from app.events.topics import MAX_TOPIC_BYTES
 
@@ -93,19 +98,19 @@ def validate_type(event_type: str) -> None:
         return
     control = _CONTROL_RE.search(event_type)
     if control is not None:
-        raise ValueError(
+        raise EventArgumentError(
             "event type must be dot-separated words without control characters (such as CR "
             f"or LF), got {control.group()!r} at index {control.start()} in {event_type!r}"
         )
     if _TYPE_RE.fullmatch(event_type) is None:
-        raise ValueError(
+        raise EventArgumentError(
             "event type must be dot-separated non-empty words without '*' or '#', "
             f"got {event_type!r}"
         )
     if len(event_type) > MAX_TOPIC_BYTES // 4 or not event_type.isascii():
         size = len(event_type.encode("utf-8"))
         if size > MAX_TOPIC_BYTES:
-            raise ValueError(
+            raise EventArgumentError(
                 f"event type must be at most {MAX_TOPIC_BYTES} UTF-8 bytes, got {size}"
             )
     if len(_valid_types) >= _VALID_TYPES_KEPT:

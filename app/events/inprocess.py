@@ -1,8 +1,10 @@
 """``InProcessEventBus``: the bus of a single process, with the broker's semantics.
 
 ``publish`` checks and encodes the payload once (the shared codec), routes by the
-shared topic matcher and appends to each matching subscription's queue; workers
-decode a fresh copy per subscription and run the handlers (see ``dispatch``).
+shared topic matcher and appends to each matching subscription's queue, and for each
+matching group (B21) to the queue of one of its members, on whichever in-process bus
+of this process it is (see ``groups``); workers decode a fresh copy per subscription and
+run the handlers (see ``dispatch``).
 """
 
 from __future__ import annotations
@@ -14,21 +16,23 @@ from typing import Any, Final
 
 import structlog
 
-from app.errors import BusClosedError
+from app.errors import BusClosedError, EventArgumentError
 from app.events.codec import DEFAULT_MAX_EVENT_BYTES, handler_copy_item, prepare
 from app.events.dispatch import HIGH_WATER, Dispatcher, in_worker
+from app.events.groups import GroupTable
 from app.events.model import DataEvent
 from app.events.registry import SubscriptionRegistry
 from app.events.subscription import (
     BusStats,
     DeadLetter,
+    GroupKey,
     Handler,
     Subscription,
     as_patterns,
     positive_seconds,
 )
 
-__all__ = ["InProcessEventBus"]
+__all__ = ["PROCESS_GROUPS", "InProcessEventBus"]
 
 log = structlog.get_logger(__name__)
 
@@ -37,13 +41,19 @@ YIELD_MASK: Final = 63  # publish yields to the workers every 64 queued events
 
 _Item = tuple[DataEvent, str]  # the published event and its payload JSON
 
+PROCESS_GROUPS: Final[GroupTable[_Item]] = GroupTable()
+"""The consumer groups of every in-process bus of this process (see ``groups``)."""
+
 
 class InProcessEventBus:
-    """Per-subscription queues and workers in this process; see CONTRACTS.md B.
+    """Per-subscription queues and workers in this process; see docs/contracts/events.md.
 
-    Differences from RabbitMQ allowed by the contract: ``group`` has no effect (one
-    instance: every subscription gets every matching event); a dead letter goes to
-    ``dead_letters`` (the last 10,000); ``close`` drops queued deliveries that never ran.
+    A ``group`` is shared by every subscription with the same group and patterns on any
+    in-process bus of this process, each event handled once by one of them (B21); a
+    publish on any of these buses reaches it. Differences from RabbitMQ allowed by the
+    contract: groups end at the process; a dead letter goes to ``dead_letters`` (the last
+    10,000) of the bus whose member gave up; ``close`` drops queued deliveries that never
+    ran (a group member's go to another member of its group, if one is left).
     A publisher yields every 64 queued events and, unless it is a handler, waits while a
     subscription has over 1024 queued events.
     """
@@ -58,7 +68,9 @@ class InProcessEventBus:
         self._handler_timeout_s = positive_seconds("handler_timeout_s", handler_timeout_s)
         self._retry_backoff_s = positive_seconds("retry_backoff_s", retry_backoff_s)
         if type(max_event_bytes) is not int or max_event_bytes < 1:
-            raise ValueError(f"max_event_bytes must be an int >= 1, got {max_event_bytes!r}")
+            raise EventArgumentError(
+                f"max_event_bytes must be an int >= 1, got {max_event_bytes!r}"
+            )
         self._max_event_bytes = max_event_bytes
         self.stats = BusStats()
         self.dead_letters: deque[DeadLetter] = deque(maxlen=DEAD_LETTERS_KEPT)
@@ -98,6 +110,7 @@ class InProcessEventBus:
             concurrency=concurrency,
             max_attempts=max_attempts,
         )
+        key = subscription.group_key
         dispatcher: Dispatcher[_Item] = Dispatcher(
             subscription,
             stats=self.stats,
@@ -106,11 +119,13 @@ class InProcessEventBus:
             decode=handler_copy_item,
             on_success=None,
             on_dead=self._dead_letter,
-            on_requeue=_give_back,
-            on_drop=_drop,
+            on_requeue=_give_back if key is None else _GroupReturn(key).give_back,
+            on_drop=_drop if key is None else _GroupReturn(key),
             on_error=self._registry.record_error,
         )
         self._registry.add(subscription, dispatcher)
+        if key is not None:
+            PROCESS_GROUPS.join(key, dispatcher)
         subscription.set_live()
         return subscription
 
@@ -127,6 +142,7 @@ class InProcessEventBus:
             subscription.active = False
             dispatcher = self._registry.remove(subscription)
             if dispatcher is not None:
+                _leave_group(dispatcher)  # first: what it had queued goes to the others
                 dispatcher.stop()
                 self._track(dispatcher.join(self._handler_timeout_s))
         return bool(found)
@@ -157,7 +173,8 @@ class InProcessEventBus:
         routes = self._routes.get(event.type)
         if routes is None:
             routes = self._registry.route(event.type)
-        if not routes:
+        groups = PROCESS_GROUPS.route(event.type) if len(PROCESS_GROUPS) else ()
+        if not routes and not groups:
             self.stats.unrouted += 1
             return
         item = (event, payload_json)
@@ -165,6 +182,13 @@ class InProcessEventBus:
             dispatcher.feed(item)
             if not dispatcher.pending & YIELD_MASK:  # every 64th queued event
                 await _relieve(dispatcher)
+        for group in groups:
+            member = group.pick()
+            if member is None:  # its last member left while we yielded above
+                continue
+            member.feed(item)
+            if not member.pending & YIELD_MASK:
+                await _relieve(member)
 
     async def drain(
         self,
@@ -195,6 +219,8 @@ class InProcessEventBus:
         for dispatcher in dispatchers:
             dispatcher.subscription.active = False
             self._registry.remove(dispatcher.subscription)
+            _leave_group(dispatcher)
+        for dispatcher in dispatchers:  # after all left: nothing goes back to this bus
             dispatcher.stop()
         results = await asyncio.gather(
             *(dispatcher.join(timeout_s) for dispatcher in dispatchers),
@@ -237,6 +263,33 @@ async def _join_all(tasks: set[asyncio.Task[int]], timeout_s: float) -> int:
 async def _give_back(item: _Item) -> None:
     """An interrupted delivery with attempts left: no broker to return it to, so dropped."""
     _drop(item)
+
+
+def _leave_group(dispatcher: Dispatcher[_Item]) -> None:
+    key = dispatcher.subscription.group_key
+    if key is not None:
+        PROCESS_GROUPS.leave(key, dispatcher)
+
+
+class _GroupReturn:
+    """A group member's drop: the delivery goes back to its group, to another member (as
+    RabbitMQ requeues a cancelled consumer's messages); dropped if none is left."""
+
+    __slots__ = ("key",)
+
+    def __init__(self, key: GroupKey) -> None:
+        self.key = key
+
+    def __call__(self, item: _Item) -> None:
+        group = PROCESS_GROUPS.get(self.key)
+        member = None if group is None else group.pick()
+        if member is None:
+            _drop(item)
+        else:
+            member.feed(item)
+
+    async def give_back(self, item: _Item) -> None:
+        self(item)
 
 
 def _drop(item: _Item) -> None:

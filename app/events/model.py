@@ -9,6 +9,8 @@ from datetime import UTC, datetime
 from typing import Any, Final
 from uuid import UUID, SafeUUID
 
+from app.errors import EventArgumentError, EventArgumentTypeError
+
 __all__ = ["DataEvent", "copy_payload", "new_event_id"]
 
 _ATOMIC: Final = frozenset({str, int, float, bool, type(None)})
@@ -87,7 +89,9 @@ class DataEvent:
         if payload is None:
             payload = {}
         elif _typeof(payload) is not dict and not isinstance(payload, Mapping):
-            raise TypeError(f"payload must be a mapping (a JSON object), got {_kind(payload)}")
+            raise EventArgumentTypeError(
+                f"payload must be a mapping (a JSON object), got {_kind(payload)}"
+            )
         if not (
             _typeof(type) is str
             and _typeof(resource) is str
@@ -101,17 +105,17 @@ class DataEvent:
                 ("source", source),
             ):
                 if not isinstance(value, str):
-                    raise TypeError(f"{name} must be a str, got {_kind(value)}")
+                    raise EventArgumentTypeError(f"{name} must be a str, got {_kind(value)}")
         if timestamp is None:
             timestamp = _now(UTC)
         elif _typeof(timestamp) is not datetime or timestamp.tzinfo is not UTC:
             timestamp = _as_utc(timestamp)
         if version is not None and _typeof(version) is not int:
-            raise TypeError(f"version must be an int or None, got {_kind(version)}")
+            raise EventArgumentTypeError(f"version must be an int or None, got {_kind(version)}")
         if id is None:
             id = new_event_id()
         elif _typeof(id) is not UUID:
-            raise TypeError(f"id must be a uuid.UUID, got {_kind(id)}")
+            raise EventArgumentTypeError(f"id must be a uuid.UUID, got {_kind(id)}")
         _set(
             self,
             "__dict__",
@@ -137,7 +141,7 @@ def _kind(value: object) -> str:
 
 def _as_utc(timestamp: object) -> datetime:
     if not isinstance(timestamp, datetime):
-        raise TypeError(f"timestamp must be a datetime, got {_kind(timestamp)}")
+        raise EventArgumentTypeError(f"timestamp must be a datetime, got {_kind(timestamp)}")
     if timestamp.tzinfo is None or timestamp.utcoffset() is None:
-        raise ValueError(f"timestamp must be timezone-aware, got naive {timestamp!r}")
+        raise EventArgumentError(f"timestamp must be timezone-aware, got naive {timestamp!r}")
     return timestamp.astimezone(UTC)

@@ -1,4 +1,4 @@
-"""The ``EventBus`` interface both buses implement (CONTRACTS.md section B)."""
+"""The ``EventBus`` interface both buses implement (docs/contracts/events.md, section B)."""
 
 from __future__ import annotations
 
@@ -34,7 +34,8 @@ class EventBus(Protocol):
         max_attempts: int = 3,
     ) -> Subscription:
         """Run ``handler`` for every event whose type matches ``pattern`` (``*``, ``#``);
-        several patterns in a sequence make one subscription."""
+        several patterns in a sequence make one subscription. Subscriptions with the same
+        ``group`` and patterns share their events, each handled once by one of them (B21)."""
 
     def subscribe_all(self, handler: Handler) -> Subscription:
         """``subscribe("#", handler)``."""

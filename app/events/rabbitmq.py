@@ -30,7 +30,7 @@ from aio_pika.abc import (
     AbstractRobustExchange,
 )
 
-from app.errors import BusClosedError, NotStartedError, PublishError
+from app.errors import BusClosedError, EventArgumentError, NotStartedError, PublishError
 from app.events.codec import CONTENT_TYPE, DEFAULT_MAX_EVENT_BYTES, encode
 from app.events.deadlines import Deadlines
 from app.events.model import DataEvent
@@ -50,7 +50,7 @@ log = structlog.get_logger(__name__)
 
 
 class RabbitMQEventBus:
-    """Events over a RabbitMQ topic exchange; see the module docstring and CONTRACTS.md B.
+    """Events over a RabbitMQ topic exchange; see the module docstring and docs/contracts/events.md.
 
     ``start()`` opens the publisher channel and declares the exchanges; subscriptions
     made before it become live during it. ``close()`` drains and closes this bus's
@@ -74,13 +74,19 @@ class RabbitMQEventBus:
         instance_id: str | None = None,
     ) -> None:
         if not isinstance(exchange, str) or not exchange:
-            raise ValueError(f"exchange must be a non-empty str, got {exchange!r}")
+            raise EventArgumentError(f"exchange must be a non-empty str, got {exchange!r}")
         if len(exchange.encode("utf-8")) > 200:
-            raise ValueError(f"exchange name must be at most 200 UTF-8 bytes, got {exchange!r}")
+            raise EventArgumentError(
+                f"exchange name must be at most 200 UTF-8 bytes, got {exchange!r}"
+            )
         if type(max_event_bytes) is not int or max_event_bytes < 1:
-            raise ValueError(f"max_event_bytes must be an int >= 1, got {max_event_bytes!r}")
+            raise EventArgumentError(
+                f"max_event_bytes must be an int >= 1, got {max_event_bytes!r}"
+            )
         if instance_id is not None and (not isinstance(instance_id, str) or not instance_id):
-            raise ValueError(f"instance_id must be a non-empty str or None, got {instance_id!r}")
+            raise EventArgumentError(
+                f"instance_id must be a non-empty str or None, got {instance_id!r}"
+            )
         self._connection = connection
         self.exchange_name = exchange
         self.dead_letter_name = f"{exchange}.dead-letter"

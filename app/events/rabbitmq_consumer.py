@@ -2,10 +2,10 @@
 
 Per subscription one channel (prefetch = ``concurrency``) and one queue bound with its
 patterns and dead-lettering to ``<exchange>.dead-letter``: durable and shared for a
-``group`` (``<exchange>.<group>.<patterns digest>``), exclusive and auto-delete otherwise
-(``<exchange>.<instance_id>.<n>``). Each delivery runs through the shared ``Dispatcher``
-in aio-pika's task for it; settling never raises: a failed ack or reject leaves the
-message to the broker, which redelivers it.
+``group`` (``<exchange>.<group>.<digest of the sorted patterns>``), exclusive and
+auto-delete otherwise (``<exchange>.<instance_id>.<n>``). Each delivery runs through the
+shared ``Dispatcher`` in aio-pika's task for it; settling never raises: a failed ack or
+reject leaves the message to the broker, which redelivers it.
 
 Setup (channel, declarations, bindings, consume) must finish within the bus's
 ``publish_timeout_s``. A subscription deactivated by ``unsubscribe``/``close`` while it is
@@ -30,7 +30,7 @@ from aio_pika.abc import (
     AbstractRobustQueue,
 )
 
-from app.errors import BusClosedError, PublishError
+from app.errors import BusClosedError, EventArgumentError, PublishError
 from app.events.codec import decode
 from app.events.dispatch import Dispatcher
 from app.events.model import DataEvent
@@ -45,14 +45,19 @@ BROKER_ERRORS: Final = (aiormq.exceptions.AMQPError, ConnectionError, RuntimeErr
 
 
 def queue_name(exchange: str, instance_id: str, subscription: Subscription) -> str:
-    """The queue of ``subscription`` (shared by a group, private otherwise)."""
-    if subscription.group is None:
+    """The queue of ``subscription``: private without a group; with one, the queue of its
+    group key (B21), named by the group and a digest of its pattern set, so every
+    subscription with the same group and patterns (any bus, any process) consumes from
+    it and the same group with other patterns has a queue of its own."""
+    key = subscription.group_key
+    if key is None:
         name = f"{exchange}.{instance_id}.{subscription.id}"
     else:
-        digest = hashlib.sha256("\n".join(subscription.patterns).encode("utf-8"))
-        name = f"{exchange}.{subscription.group}.{digest.hexdigest()[:16]}"
+        group, patterns = key
+        digest = hashlib.sha256("\n".join(patterns).encode("utf-8"))
+        name = f"{exchange}.{group}.{digest.hexdigest()[:16]}"
     if len(name.encode("utf-8")) > MAX_NAME_BYTES:
-        raise ValueError(
+        raise EventArgumentError(
             f"queue name {name!r} would exceed {MAX_NAME_BYTES} bytes; "
             "use a shorter group or exchange name"
         )

@@ -6,6 +6,7 @@ import asyncio
 from collections.abc import Awaitable, Callable
 from typing import Any, Final, Generic, TypeVar
 
+from app.errors import EventArgumentError, EventArgumentTypeError
 from app.events.dispatch import Dispatcher
 from app.events.subscription import Handler, Subscription
 
@@ -51,18 +52,18 @@ class SubscriptionRegistry(Generic[T]):
         """
         if isinstance(pattern_or_handle, Subscription):
             if handler is not None and handler != pattern_or_handle.handler:
-                raise ValueError(
+                raise EventArgumentError(
                     "unsubscribe(handle, handler): handler must be None or the handle's own "
                     f"handler, got {handler!r}"
                 )
             return [pattern_or_handle] if pattern_or_handle in self._entries else []
         if not isinstance(pattern_or_handle, str):
-            raise TypeError(
+            raise EventArgumentTypeError(
                 "unsubscribe expects a pattern (str) and a handler, or a subscription handle; "
                 f"got {type(pattern_or_handle).__name__}"
             )
         if handler is None:
-            raise TypeError(
+            raise EventArgumentTypeError(
                 f"unsubscribe({pattern_or_handle!r}) needs the handler that was subscribed"
             )
         return [
@@ -72,11 +73,15 @@ class SubscriptionRegistry(Generic[T]):
         ]
 
     def route(self, event_type: str) -> tuple[Dispatcher[T], ...]:
-        """The dispatchers whose subscription matches ``event_type`` (cached per type)."""
+        """The dispatchers of the subscriptions without a group that match ``event_type``
+        (cached per type). A grouped one gets its events through its group: in-process
+        from ``groups``, with RabbitMQ from the group's queue."""
         routes = self.routes.get(event_type)
         if routes is None:
             routes = tuple(
-                dispatcher for sub, dispatcher in self._entries.items() if sub.matcher(event_type)
+                dispatcher
+                for sub, dispatcher in self._entries.items()
+                if sub.group is None and sub.matcher(event_type)
             )
             if len(self.routes) >= _ROUTE_CACHE_SIZE:
                 self.routes.clear()
@@ -111,7 +116,7 @@ class SubscriptionRegistry(Generic[T]):
         A timeout raises ``TimeoutError`` saying how much was still pending.
         """
         if timeout is not None and not timeout >= 0:
-            raise ValueError(f"timeout must be >= 0 or None, got {timeout!r}")
+            raise EventArgumentError(f"timeout must be >= 0 or None, got {timeout!r}")
         try:
             async with asyncio.timeout(timeout):
                 await self._wait_idle(fail_fast, broker_idle)

@@ -8,12 +8,23 @@ from collections.abc import Awaitable, Callable, Generator, Sequence
 from dataclasses import dataclass, replace
 from typing import Any
 
+from app.errors import EventArgumentError, EventArgumentTypeError
 from app.events.model import DataEvent
-from app.events.topics import TopicMatcher, validate_pattern
+from app.events.topics import TopicMatcher, pattern_set, validate_pattern
 
-__all__ = ["BusStats", "DeadLetter", "Handler", "Subscription", "as_patterns", "positive_seconds"]
+__all__ = [
+    "BusStats",
+    "DeadLetter",
+    "GroupKey",
+    "Handler",
+    "Subscription",
+    "as_patterns",
+    "positive_seconds",
+]
 
 Handler = Callable[[DataEvent], Awaitable[Any]]
+GroupKey = tuple[str, tuple[str, ...]]
+"""What names a group's share of events (B21): the group name and the pattern set."""
 
 _ids = itertools.count(1)
 
@@ -77,9 +88,11 @@ class Subscription:
         for pattern in patterns:
             validate_pattern(pattern)
         if not callable(handler):
-            raise TypeError(f"handler must be an async callable, got {type(handler).__name__}")
+            raise EventArgumentTypeError(
+                f"handler must be an async callable, got {type(handler).__name__}"
+            )
         if group is not None and (not isinstance(group, str) or not group):
-            raise ValueError(f"group must be a non-empty str or None, got {group!r}")
+            raise EventArgumentError(f"group must be a non-empty str or None, got {group!r}")
         _check_positive_int("concurrency", concurrency)
         _check_positive_int("max_attempts", max_attempts)
         self.id = next(_ids)
@@ -98,6 +111,14 @@ class Subscription:
         """``patterns->handler`` with the handler's qualified name, for logs and dead letters."""
         handler_name = getattr(self.handler, "__qualname__", type(self.handler).__name__)
         return f"{'|'.join(self.patterns)}->{handler_name}#{self.id}"
+
+    @property
+    def group_key(self) -> GroupKey | None:
+        """``(group, patterns)`` with the patterns as :func:`pattern_set` spells them; every
+        subscription with an equal key shares one stream of events (B21). None: no group."""
+        if self.group is None:
+            return None
+        return (self.group, pattern_set(self.patterns))
 
     @property
     def live(self) -> bool:
@@ -130,20 +151,24 @@ def as_patterns(pattern: str | Sequence[str]) -> tuple[str, ...]:
     if isinstance(pattern, str):
         return (pattern,)
     if not isinstance(pattern, Sequence):
-        raise TypeError(f"pattern must be a str or a sequence of str, got {type(pattern).__name__}")
+        raise EventArgumentTypeError(
+            f"pattern must be a str or a sequence of str, got {type(pattern).__name__}"
+        )
     patterns = tuple(pattern)
     if not patterns:
-        raise ValueError("pattern must not be an empty sequence; use '#' for every event type")
+        raise EventArgumentError(
+            "pattern must not be an empty sequence; use '#' for every event type"
+        )
     return patterns
 
 
 def positive_seconds(name: str, value: float) -> float:
     """``value`` as a float if it is a finite number > 0; else ``ValueError`` naming ``name``."""
     if not isinstance(value, int | float) or isinstance(value, bool) or not 0 < value < 1e12:
-        raise ValueError(f"{name} must be a finite number > 0, got {value!r}")
+        raise EventArgumentError(f"{name} must be a finite number > 0, got {value!r}")
     return float(value)
 
 
 def _check_positive_int(name: str, value: object) -> None:
     if type(value) is not int or value < 1:
-        raise ValueError(f"{name} must be an int >= 1, got {value!r}")
+        raise EventArgumentError(f"{name} must be an int >= 1, got {value!r}")

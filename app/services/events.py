@@ -8,6 +8,7 @@ from typing import Self
 
 from dependency_injector.wiring import Provide, inject
 
+from app.errors import StreamOverflowError
 from app.events import DataEvent, EventBus, Subscription
 from containers.application import Container
 
@@ -20,10 +21,6 @@ STREAM_BUFFER = 1000
 async def publish_event(event: DataEvent, *, bus: EventBus = Provide[Container.event_bus]) -> None:
     """Publish ``event``; returns once the bus accepted it (RabbitMQ: after the confirm)."""
     await bus.publish(event)
-
-
-class StreamOverflowError(RuntimeError):
-    """The consumer of a stream fell more than ``STREAM_BUFFER`` events behind."""
 
 
 class EventStream:

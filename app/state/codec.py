@@ -18,7 +18,7 @@ from typing import Any, Final
 import numpy as np
 import structlog
 
-from app.errors import StateBackendError
+from app.errors import StateArgumentError, StateArgumentTypeError, StateBackendError
 from app.state.validation import show
 
 __all__ = [
@@ -41,7 +41,7 @@ _FLOAT32_LE: Final = np.dtype("<f4")
 
 def _check_size(blob: bytes, arg: str, max_bytes: int) -> bytes:
     if len(blob) > max_bytes:
-        raise ValueError(
+        raise StateArgumentError(
             f"{arg} encodes to {len(blob)} bytes, more than max_value_bytes={max_bytes}"
         )
     return blob
@@ -54,13 +54,17 @@ def encode_json(value: Any, arg: str, max_bytes: int) -> bytes:
     TypeError; more than ``max_bytes`` -> ValueError.
     """
     if value is None:
-        raise ValueError(f"{arg} must not be None (None is what a missing key reads as)")
+        raise StateArgumentError(f"{arg} must not be None (None is what a missing key reads as)")
     try:
         text = _ENCODER.encode(value)
     except TypeError as exc:
-        raise TypeError(f"{arg} must be JSON-serialisable, got {show(value)}: {exc}") from exc
+        raise StateArgumentTypeError(
+            f"{arg} must be JSON-serialisable, got {show(value)}: {exc}"
+        ) from exc
     except ValueError as exc:
-        raise ValueError(f"{arg} must be JSON-serialisable, got {show(value)}: {exc}") from exc
+        raise StateArgumentError(
+            f"{arg} must be JSON-serialisable, got {show(value)}: {exc}"
+        ) from exc
     return _check_size(text.encode("ascii"), arg, max_bytes)
 
 
@@ -82,7 +86,7 @@ def _foreign(kind: str, key: str, reason: str) -> StateBackendError:
 def encode_session(data: Any, ttl_ms: int | None, max_bytes: int) -> bytes:
     """Encode a session dict together with its TTL (0 = none) for ``touch=True``."""
     if type(data) is not dict:
-        raise TypeError(f"data must be a dict (a JSON object), got {show(data)}")
+        raise StateArgumentTypeError(f"data must be a dict (a JSON object), got {show(data)}")
     body = encode_json(data, "data", max_bytes)
     return b"%d:" % (ttl_ms or 0) + body
 
@@ -106,19 +110,25 @@ def decode_session(blob: bytes, key: str = "") -> tuple[dict[str, Any], int | No
 def encode_vector(vector: Sequence[float] | np.ndarray[Any, Any], max_bytes: int) -> bytes:
     """Encode a non-empty 1-D vector of finite numbers as dimension + little-endian float32."""
     if isinstance(vector, str | bytes | bytearray | memoryview | dict | set | frozenset):
-        raise TypeError(f"vector must be a sequence or 1-D array of numbers, got {show(vector)}")
+        raise StateArgumentTypeError(
+            f"vector must be a sequence or 1-D array of numbers, got {show(vector)}"
+        )
     try:
         array = np.asarray(vector)
     except (ValueError, TypeError) as exc:  # ragged nesting and the like
-        raise ValueError(f"vector must be a 1-D sequence of numbers, got {show(vector)}") from exc
+        raise StateArgumentError(
+            f"vector must be a 1-D sequence of numbers, got {show(vector)}"
+        ) from exc
     if array.ndim == 0:
-        raise TypeError(f"vector must be a sequence or 1-D array of numbers, got {show(vector)}")
+        raise StateArgumentTypeError(
+            f"vector must be a sequence or 1-D array of numbers, got {show(vector)}"
+        )
     if array.ndim != 1:
-        raise ValueError(f"vector must be 1-D, got an array of shape {array.shape}")
+        raise StateArgumentError(f"vector must be 1-D, got an array of shape {array.shape}")
     if array.size == 0:
-        raise ValueError("vector must not be empty, got 0 elements")
+        raise StateArgumentError("vector must not be empty, got 0 elements")
     if array.dtype.kind not in "iuf":
-        raise TypeError(
+        raise StateArgumentTypeError(
             f"vector elements must be real numbers (not bool), got dtype {array.dtype}"
             f" from {show(vector)}"
         )
@@ -126,10 +136,12 @@ def encode_vector(vector: Sequence[float] | np.ndarray[Any, Any], max_bytes: int
     finite = np.isfinite(wide)
     if not finite.all():
         index = int(np.argmin(finite))
-        raise ValueError(f"vector must be finite, got {float(wide[index])!r} at index {index}")
+        raise StateArgumentError(
+            f"vector must be finite, got {float(wide[index])!r} at index {index}"
+        )
     peak = float(np.abs(wide).max())
     if peak > MAX_FLOAT32:
-        raise ValueError(
+        raise StateArgumentError(
             f"vector values must fit in float32 (|x| <= {MAX_FLOAT32:g}), got {peak!r}"
         )
     blob = _DIM.pack(array.size) + wide.astype(_FLOAT32_LE).tobytes()

@@ -20,7 +20,7 @@ from typing import Any, Final, TypeVar
 
 import structlog
 
-from app.errors import BackendClosedError
+from app.errors import BackendClosedError, StateArgumentError, StateArgumentTypeError
 from app.state import codec
 from app.state.protocol import Vector
 from app.state.validation import (
@@ -83,7 +83,9 @@ class InMemoryStateBackend:
     ) -> None:
         self.namespace = check_key(namespace, "namespace")
         if clock is not None and not callable(clock):
-            raise TypeError(f"clock must be a callable returning seconds, got {show(clock)}")
+            raise StateArgumentTypeError(
+                f"clock must be a callable returning seconds, got {show(clock)}"
+            )
         self.max_value_bytes = check_max_value_bytes(max_value_bytes)
         self.identity = uuid.uuid4().hex
         self._clock: Callable[[], float] = clock or time.monotonic
@@ -188,7 +190,8 @@ class InMemoryStateBackend:
     async def rate_limit_check(
         self, user_id: str, limit: int, window_seconds: float, *, scope: str = "default"
     ) -> tuple[bool, int]:
-        """Sliding log of allowed calls in ``(now - window, now]``; see CONTRACTS.md R1-R9."""
+        """Sliding log of allowed calls in ``(now - window, now]``; see R1-R9 in
+        docs/contracts/state.md."""
         if self._closed:
             self._check_open()
         check_key(user_id, "user_id")
@@ -346,13 +349,13 @@ class InMemoryStateBackend:
         else:
             current = codec.decode_json(entry[0])
             if type(current) is not int or not INT64_MIN <= current <= INT64_MAX:
-                raise TypeError(
+                raise StateArgumentTypeError(
                     f"value under key {key!r} must be a signed 64-bit int to increment,"
                     f" got {show(current)}"
                 )
             result, expires_at = current + amount, entry[1]
             if not INT64_MIN <= result <= INT64_MAX:
-                raise ValueError(
+                raise StateArgumentError(
                     f"increment of key {key!r} by {amount} would overflow a signed 64-bit int"
                 )
         self._values[key] = (b"%d" % result, expires_at)

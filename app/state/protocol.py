@@ -1,8 +1,8 @@
 """The :class:`StateBackend` protocol: one behaviour, in memory or in Redis.
 
-The numbered statements of ``CONTRACTS.md`` section A (S1-S4, K1-K7, R1-R9, L1-L10, E1-E4,
-SS1) are the specification; ``tests/contract/test_state_contract.py`` checks every one of
-them against both implementations.
+The numbered statements of section A in ``docs/contracts/state.md`` (S1-S4, K1-K7, R1-R9,
+L1-L10, E1-E4, SS1) are the specification; ``tests/contract/test_state_contract.py``
+checks every one of them against both implementations.
 """
 
 from __future__ import annotations

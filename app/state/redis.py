@@ -7,23 +7,31 @@ Keys: ``<namespace>:<kind>:<key>`` with kind ``v`` values, ``s`` sessions, ``e``
 ``l`` locks and ``r`` rate-limit logs (``r:<len(scope)>:<scope>:<window>:<user_id>``, so
 no choice of scope and user id can produce another pair's key).
 
-The Redis client belongs to the caller (the container): :meth:`RedisStateBackend.close`
-only refuses further calls; it does not close the client.
+A client passed in belongs to the caller (the container): :meth:`RedisStateBackend.close`
+only refuses further calls; it does not close that client. One built by
+:meth:`RedisStateBackend.from_url` belongs to the backend, and ``close`` closes it.
 """
 
 from __future__ import annotations
 
 import math
 import uuid
-from typing import Any, Final
+from typing import Any, Final, Self
 
 import structlog
-from redis.asyncio import Redis
+from redis.asyncio import BlockingConnectionPool, Redis
 from redis.exceptions import ClusterDownError, OutOfMemoryError, ReadOnlyError, ResponseError
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
-from app.errors import BackendClosedError, StateBackendError, StateBackendUnavailableError
+from app.backends.redis import driver_info
+from app.errors import (
+    BackendClosedError,
+    StateArgumentError,
+    StateArgumentTypeError,
+    StateBackendError,
+    StateBackendUnavailableError,
+)
 from app.redis_ping import ping_shared
 from app.state import codec
 from app.state.protocol import Vector
@@ -40,6 +48,7 @@ from app.state.validation import (
     check_window,
     show,
 )
+from settings.secrets import mask_url
 
 __all__ = ["RedisStateBackend"]
 
@@ -69,7 +78,18 @@ _REFUSED_NOW_CODES: Final = frozenset(
 class RedisStateBackend:
     """State in Redis under ``namespace``; every replica with the same namespace shares it.
 
-    ``redis`` must return bytes (``decode_responses=False``): embeddings are binary.
+    Simplest: ``RedisStateBackend.from_url("redis://host:6379/0")``, which builds a client
+    of its own on a blocking pool (and closes it in ``close``).
+
+    A client passed in must:
+
+    - return bytes (``decode_responses=False``): embeddings are binary;
+    - sit on a pool that waits for a free connection under load: a
+      ``BlockingConnectionPool`` (``Redis.from_pool(BlockingConnectionPool.from_url(...))``).
+      redis-py's default pool (what ``Redis.from_url`` builds) is capped at 100 connections
+      and fails the 101st concurrent call at once with "Too many connections", which this
+      backend reports as ``StateBackendUnavailableError``;
+    - stay open while the backend is used; the caller closes it after ``close()``.
     """
 
     def __init__(
@@ -80,9 +100,11 @@ class RedisStateBackend:
         max_value_bytes: int = DEFAULT_MAX_VALUE_BYTES,
     ) -> None:
         if not isinstance(redis, Redis):
-            raise TypeError(f"redis must be a redis.asyncio.Redis client, got {show(redis)}")
+            raise StateArgumentTypeError(
+                f"redis must be a redis.asyncio.Redis client, got {show(redis)}"
+            )
         if redis.connection_pool.connection_kwargs.get("decode_responses"):
-            raise ValueError(
+            raise StateArgumentError(
                 "redis must be created with decode_responses=False: cached embeddings are"
                 " binary; got a client with decode_responses=True"
             )
@@ -90,6 +112,7 @@ class RedisStateBackend:
         self.max_value_bytes = check_max_value_bytes(max_value_bytes)
         self.identity = uuid.uuid4().hex
         self._redis = redis
+        self._owns_client = False
         self._closed = False
         self._values = f"{namespace}:v:"
         self._sessions = f"{namespace}:s:"
@@ -103,6 +126,53 @@ class RedisStateBackend:
         self._lock_extend = load_script("lock_extend")
         self._increment = load_script("increment")
         self._session_touch = load_script("session_touch")
+
+    @classmethod
+    def from_url(
+        cls,
+        url: str,
+        *,
+        namespace: str = "datalayer",
+        max_value_bytes: int = DEFAULT_MAX_VALUE_BYTES,
+        max_connections: int = 50,
+        timeout_s: float = 5.0,
+    ) -> Self:
+        """A backend on a client of its own, built from a ``redis://`` or ``rediss://`` URL.
+
+        The client's pool is blocking, as the container's (``app.backends.redis``): past
+        ``max_connections`` concurrent calls a call waits up to ``timeout_s`` for a free
+        connection instead of failing. ``timeout_s`` also bounds connecting and each reply.
+        No connection is made here; ``close()`` closes the client.
+        """
+        if not isinstance(url, str) or not url:
+            raise StateArgumentError(f"url must be a non-empty redis:// URL, got {show(url)}")
+        if type(max_connections) is not int or max_connections < 1:
+            raise StateArgumentError(
+                f"max_connections must be an int >= 1, got {show(max_connections)}"
+            )
+        if (
+            type(timeout_s) not in (int, float)
+            or not 0 < timeout_s < math.inf  # NaN fails both comparisons
+        ):
+            raise StateArgumentError(
+                f"timeout_s must be a finite number of seconds > 0, got {show(timeout_s)}"
+            )
+        try:
+            pool = BlockingConnectionPool.from_url(
+                url,
+                max_connections=max_connections,
+                timeout=timeout_s,
+                socket_timeout=timeout_s,
+                socket_connect_timeout=timeout_s,
+                driver_info=driver_info(),
+            )
+        except ValueError as exc:  # a bad scheme or query value; the URL is masked
+            raise StateArgumentError(
+                f"url must be a redis://, rediss:// or unix:// URL, got {mask_url(url)!r}: {exc}"
+            ) from exc
+        backend = cls(Redis.from_pool(pool), namespace=namespace, max_value_bytes=max_value_bytes)
+        backend._owns_client = True
+        return backend
 
     # -- plumbing --------------------------------------------------------------------------
 
@@ -151,9 +221,12 @@ class RedisStateBackend:
         return True
 
     async def close(self) -> None:
-        """Refuse further calls; idempotent. The Redis client stays open (the caller owns it)."""
+        """Refuse further calls; idempotent. A client passed in stays open (the caller owns
+        it); the one :meth:`from_url` built is closed."""
         if not self._closed:
             self._closed = True
+            if self._owns_client:
+                await self._redis.aclose()
             log.debug("state.closed", namespace=self.namespace, backend="redis")
 
     # -- rate limiting ---------------------------------------------------------------------
@@ -170,7 +243,8 @@ class RedisStateBackend:
     async def rate_limit_check(
         self, user_id: str, limit: int, window_seconds: float, *, scope: str = "default"
     ) -> tuple[bool, int]:
-        """Sliding log of allowed calls in ``(now - window, now]``; see CONTRACTS.md R1-R9."""
+        """Sliding log of allowed calls in ``(now - window, now]``; see R1-R9 in
+        docs/contracts/state.md."""
         if self._closed:
             self._check_open()
         check_key(user_id, "user_id")
@@ -306,11 +380,11 @@ class RedisStateBackend:
             # neither can be about them (see increment.lua). Anything else is Redis refusing.
             reply = str(exc)
             if "not an integer or out of range" in reply:
-                raise TypeError(
+                raise StateArgumentTypeError(
                     f"value under key {key!r} must be a signed 64-bit int to increment: {reply}"
                 ) from exc
             if "increment or decrement would overflow" in reply:
-                raise ValueError(
+                raise StateArgumentError(
                     f"increment of key {key!r} by {amount} would overflow a signed 64-bit int"
                 ) from exc
             raise self._refused(f"script {script.name}", exc) from exc

@@ -21,6 +21,8 @@ from __future__ import annotations
 import math
 from typing import Any, Final
 
+from app.errors import StateArgumentError, StateArgumentTypeError
+
 __all__ = [
     "DEFAULT_MAX_VALUE_BYTES",
     "INT64_MAX",
@@ -61,7 +63,7 @@ def show(value: object) -> str:
 def check_max_value_bytes(value: Any) -> int:
     """The largest encoded value a backend stores: an ``int`` > 0."""
     if type(value) is not int or value <= 0:
-        raise ValueError(f"max_value_bytes must be an int > 0, got {show(value)}")
+        raise StateArgumentError(f"max_value_bytes must be an int > 0, got {show(value)}")
     return value
 
 
@@ -81,7 +83,7 @@ def check_key(value: Any, arg: str = "key") -> str:
                 size = -1
             if 0 < size <= MAX_KEY_BYTES:
                 return value
-    raise ValueError(
+    raise StateArgumentError(
         f"{arg} must be a non-empty str of at most {MAX_KEY_BYTES} UTF-8 bytes"
         f" (valid Unicode), got {show(value)}"
     )
@@ -91,7 +93,9 @@ def check_limit(value: Any) -> int:
     """Return ``value`` if it is an int in ``[0, MAX_LIMIT]`` (bool rejected), else ValueError."""
     if type(value) is int and 0 <= value <= MAX_LIMIT:
         return value
-    raise ValueError(f"limit must be an int >= 0 and <= {MAX_LIMIT} (2**53 - 1), got {show(value)}")
+    raise StateArgumentError(
+        f"limit must be an int >= 0 and <= {MAX_LIMIT} (2**53 - 1), got {show(value)}"
+    )
 
 
 def check_window(value: Any, arg: str = "window_seconds") -> float:
@@ -100,7 +104,7 @@ def check_window(value: Any, arg: str = "window_seconds") -> float:
     kind = type(value)
     if (kind is float or kind is int) and 0 < value <= MAX_DURATION_SECONDS:
         return float(value)
-    raise ValueError(
+    raise StateArgumentError(
         f"{arg} must be a finite number > 0 and <= {MAX_DURATION_SECONDS} (seconds),"
         f" got {show(value)}"
     )
@@ -118,7 +122,7 @@ def _seconds(value: Any, arg: str, minimum: float, allow_none: bool) -> int | No
     expected = f"a finite number of seconds {lower} and <= {MAX_DURATION_SECONDS}"
     if allow_none:
         expected += ", or None"
-    raise ValueError(f"{arg} must be {expected}, got {show(value)}")
+    raise StateArgumentError(f"{arg} must be {expected}, got {show(value)}")
 
 
 def check_ttl(value: Any, arg: str = "ttl") -> int | None:
@@ -143,15 +147,15 @@ def check_owner(value: Any, default: str) -> str:
         return default
     if type(value) is str and value:
         return value
-    raise ValueError(f"owner must be a non-empty str or None, got {show(value)}")
+    raise StateArgumentError(f"owner must be a non-empty str or None, got {show(value)}")
 
 
 def check_amount(value: Any) -> int:
     """Return an increment amount: an int (bool rejected) within signed 64 bits."""
     if type(value) is not int:
-        raise TypeError(f"amount must be an int, got {show(value)}")
+        raise StateArgumentTypeError(f"amount must be an int, got {show(value)}")
     if not INT64_MIN <= value <= INT64_MAX:
-        raise ValueError(
+        raise StateArgumentError(
             f"amount must be an int >= {INT64_MIN} and <= {INT64_MAX} (signed 64 bits),"
             f" got {show(value)}"
         )

@@ -14,12 +14,13 @@ from fastapi import FastAPI
 from app.entities import CATALOG
 from app.errors import ConfigurationError, ResourceStopError
 from app.web import health
+from app.web.body_reads import BodyReads
 from app.web.errors import install_error_handlers
 from app.web.guard import ApiGuard, is_protected
 from app.web.routes import entities, entity_events, events, locks, sessions, vectors
 from containers import Container, build_lifecycle, create_container
 from containers.accessors import get_state_backend
-from settings import ApiAuth, Settings
+from settings import ApiAuth, RateLimitOnError, Settings
 
 __all__ = ["create_app"]
 
@@ -130,6 +131,7 @@ def create_app(container: Container | None = None, *, freeze_gc: bool = False) -
     app.state.container = container
     app.state.lifecycle = lifecycle
     app.state.streams_stop = asyncio.Event()
+    app.state.body_reads = BodyReads(settings.api.body_read_timeout_s, settings.api.max_body_bytes)
     app.state.stop_error = None
     routers = [
         health.router,
@@ -151,6 +153,7 @@ def create_app(container: Container | None = None, *, freeze_gc: bool = False) -
         auth_enabled=settings.api.auth is ApiAuth.ENABLED,
         rate_limit=settings.api.rate_limit,
         window_seconds=settings.api.rate_limit_window_seconds,
-        max_body_bytes=settings.api.max_body_bytes,
+        body_reads=app.state.body_reads,
+        allow_on_rate_limit_error=settings.api.rate_limit_on_error is RateLimitOnError.ALLOW,
     )
     return app

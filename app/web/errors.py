@@ -20,19 +20,37 @@ from app.errors import (
     BusClosedError,
     ConcurrencyError,
     DataLayerError,
+    DimensionMismatchError,
     EntitiesNotReadyError,
     EntityNotFoundError,
+    EventArgumentError,
+    EventArgumentTypeError,
     EventNotFoundError,
+    EventSerializationError,
     EventTooLargeError,
     HasChildrenError,
     InvalidCursorError,
+    InvalidEntityError,
+    InvalidIdentifierError,
+    InvalidListingError,
+    InvalidQueryError,
+    InvalidVectorError,
     MissingParentError,
     NotStartedError,
     PublishError,
+    StateArgumentError,
+    StateArgumentTypeError,
     StateBackendUnavailableError,
 )
 
-__all__ = ["ERROR_RESPONSES", "ApiError", "ErrorBody", "error_response", "install_error_handlers"]
+__all__ = [
+    "ERROR_RESPONSES",
+    "RETRY_AFTER_S",
+    "ApiError",
+    "ErrorBody",
+    "error_response",
+    "install_error_handlers",
+]
 
 log = structlog.get_logger(__name__)
 
@@ -97,11 +115,22 @@ STATUS_BY_ERROR: tuple[tuple[type[BaseException], int, str], ...] = (
     (HasChildrenError, 409, "has_children"),
     (MissingParentError, 422, "missing_parent"),
     (InvalidCursorError, 422, "invalid_cursor"),
-    (ValueError, 422, "invalid_input"),
-    (TypeError, 422, "invalid_input"),
+    (InvalidListingError, 422, "invalid_input"),
+    (InvalidEntityError, 422, "invalid_input"),
+    # The caller's arguments: the typed argument errors of the tree (app/errors.py).
+    (StateArgumentError, 422, "invalid_input"),
+    (StateArgumentTypeError, 422, "invalid_input"),
+    (EventArgumentError, 422, "invalid_input"),
+    (EventArgumentTypeError, 422, "invalid_input"),
+    (EventSerializationError, 422, "invalid_input"),
+    (DimensionMismatchError, 422, "invalid_input"),
+    (InvalidVectorError, 422, "invalid_input"),
+    (InvalidIdentifierError, 422, "invalid_input"),
+    (InvalidQueryError, 422, "invalid_input"),
 )
-# A plain ValueError (the state backends' argument checks) is a 422 too; a plain TypeError is
-# not: outside our typed errors it means a bug, and is a 500.
+# A plain ValueError or TypeError is not in the table: outside our typed errors it means a
+# bug (or a library refusing what we passed it), so ApiGuard answers it with a 500 whose
+# message is the fixed public one; its text, which may name internals, goes to the log.
 
 # Codes of the HTTP errors raised by Starlette, FastAPI and the guard (others: http_<status>).
 CODE_BY_STATUS: dict[int, str] = {404: "not_found", 413: "too_large"}
@@ -131,6 +160,11 @@ def _entity_error_facts(exc: DataLayerError) -> tuple[Any, dict[str, str] | None
     if isinstance(exc, HasChildrenError):
         return {"children": exc.children}, None
     return None, None
+
+
+# Outages a client may retry: their 503 says when (a short interval; an outage has no known end).
+RETRY_AFTER_S = 5
+RETRYABLE_CODES: frozenset[str] = frozenset({"publish_failed", "state_unavailable"})
 
 
 def _status_for(exc: DataLayerError) -> tuple[int, str]:
@@ -174,7 +208,9 @@ def install_error_handlers(app: FastAPI, routers: Sequence[APIRouter]) -> None:
 
     @app.exception_handler(StarletteHTTPException)
     async def http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:
-        code = CODE_BY_STATUS.get(exc.status_code, f"http_{exc.status_code}")
+        code = getattr(exc, "code", None) or CODE_BY_STATUS.get(
+            exc.status_code, f"http_{exc.status_code}"
+        )
         headers = dict(exc.headers or {})
         if exc.status_code == 405:
             headers["Allow"] = ", ".join(_allowed_methods(routers, request.scope))
@@ -191,11 +227,10 @@ def install_error_handlers(app: FastAPI, routers: Sequence[APIRouter]) -> None:
                 status, code, str(exc), _request_id(request), details, headers=headers
             )
         log.error("api.backend_error", code=code, error=f"{type(exc).__name__}: {exc}")
-        return error_response(status, code, PUBLIC_MESSAGES[code], _request_id(request))
-
-    @app.exception_handler(ValueError)
-    async def invalid_input(request: Request, exc: ValueError) -> JSONResponse:
-        return error_response(422, "invalid_input", str(exc), _request_id(request))
+        retry = {"Retry-After": str(RETRY_AFTER_S)} if code in RETRYABLE_CODES else None
+        return error_response(
+            status, code, PUBLIC_MESSAGES[code], _request_id(request), headers=retry
+        )
 
 
 def _message(error: Mapping[str, Any]) -> str:
@@ -215,8 +250,10 @@ def _described(description: str) -> dict[str, Any]:
 ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
     400: _described("the body could not be read"),
     401: _described("missing or wrong bearer token"),
+    408: _described("the body did not arrive within API__BODY_READ_TIMEOUT_S"),
     413: _described("too large"),
-    422: _described("invalid request or input"),
+    422: _described("invalid request, input or path"),
     429: _described("rate limit exceeded; see Retry-After"),
-    503: _described("backend not configured or unavailable"),
+    431: _described("request line and headers over API__MAX_HEADER_BYTES"),
+    503: _described("backend not configured or unavailable, or shutting down"),
 }

@@ -12,14 +12,15 @@ import hmac
 import math
 import random
 from collections.abc import Sequence
+from urllib.parse import unquote_to_bytes
 
 import structlog
 from starlette.datastructures import Headers, MutableHeaders
-from starlette.exceptions import HTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from app.state import StateBackend
-from app.web.errors import PUBLIC_MESSAGES, error_response
+from app.web.body_reads import BodyReads
+from app.web.errors import PUBLIC_MESSAGES, RETRY_AFTER_S, error_response
 
 __all__ = ["PROTECTED_PREFIXES", "ApiGuard", "caller_of", "is_protected"]
 
@@ -50,6 +51,23 @@ def _declared_length(headers: Headers) -> int | None:
     """The ``Content-Length`` the client declared (None if none; the server checked its form)."""
     value = headers.get("content-length", "")
     return int(value) if value.isdigit() else None
+
+
+def _undecodable_path(scope: Scope) -> str | None:
+    """The raw path if one of its percent-escapes is not UTF-8, else None.
+
+    Servers decode escapes leniently (``urllib.parse.unquote``: a bad byte becomes U+FFFD), so
+    ``/a%FF`` and ``/a%FE`` reached the routes as the same id and wrote the same record.
+    """
+    raw: bytes = scope.get("raw_path") or b""
+    if b"%" not in raw:
+        return None
+    raw = raw.split(b"?", 1)[0]
+    try:
+        unquote_to_bytes(raw).decode("utf-8")
+    except UnicodeDecodeError:
+        return raw.decode("latin-1")
+    return None
 
 
 def _client_address(scope: Scope) -> str:
@@ -88,14 +106,13 @@ class ApiGuard:
         auth_enabled: bool,
         rate_limit: int,
         window_seconds: float,
-        max_body_bytes: int,
+        body_reads: BodyReads,
+        allow_on_rate_limit_error: bool = False,
     ) -> None:
         self.app = app
-        self._max_body = max_body_bytes
-        self._too_large_message = (
-            f"the request body is larger than API__MAX_BODY_BYTES={max_body_bytes} bytes; "
-            "send less per request (split a batch)"
-        )
+        self._allow_on_error = allow_on_rate_limit_error
+        self._max_body = body_reads.max_body_bytes
+        self._body_reads = body_reads
         # (token bytes, caller identity), the identity hashed once here, not per request
         self._tokens = [(token.encode(), caller_of(token)) for token in tokens]
         self._auth_enabled = auth_enabled
@@ -130,33 +147,26 @@ class ApiGuard:
             declared = _declared_length(headers)
             if refusal is None and declared is not None and declared > self._max_body:
                 refusal = self._too_large(request_id)
+            if refusal is None and (undecodable := _undecodable_path(scope)) is not None:
+                refusal = error_response(
+                    422,
+                    "invalid_path",
+                    f"the path {undecodable!r} has a percent-escape that is not UTF-8; "
+                    "escape each character as the %XX of its UTF-8 bytes",
+                    request_id,
+                )
             if refusal is not None:
                 await refusal(scope, receive, self._with_headers(send, extra))
                 return
             # A declared length was checked above and the server delivers no more than it;
-            # only a body without one (chunked) is counted as it arrives.
-            bounded = receive if declared is not None else self._bounded(receive)
+            # only a body without one (chunked) is counted as it arrives. Every body read has
+            # a deadline.
+            bounded = self._body_reads.receive(receive, count=declared is None)
             await self._call_app(scope, bounded, self._with_headers(send, extra), request_id)
 
     def _too_large(self, request_id: str) -> ASGIApp:
-        return error_response(413, "too_large", self._too_large_message, request_id)
-
-    def _bounded(self, receive: Receive) -> Receive:
-        """``receive`` that refuses a body growing past the limit (one sent without a
-        ``Content-Length``, chunked) before more of it is buffered: a 413."""
-        received = 0
-
-        async def bounded_receive() -> Message:
-            nonlocal received
-            message = await receive()
-            if message["type"] == "http.request":
-                received += len(message.get("body", b""))
-                if received > self._max_body:
-                    # Route handlers let an HTTPException raised while reading the body through.
-                    raise HTTPException(413, self._too_large_message)
-            return message
-
-        return bounded_receive
+        message = self._body_reads.too_large_message
+        return error_response(413, "too_large", message, request_id)
 
     async def _call_app(self, scope: Scope, receive: Receive, send: Send, request_id: str) -> None:
         """Run the app; an unexpected exception becomes a 500 with the request id, logged."""
@@ -208,12 +218,19 @@ class ApiGuard:
                 key, self._limit, self._window, scope="api"
             )
         except Exception as exc:
+            if self._allow_on_error:
+                # The user chose availability over limits: served unlimited, never silently.
+                log.exception(
+                    "api.rate_limit_bypassed", caller=key, policy="API__RATE_LIMIT_ON_ERROR=allow"
+                )
+                return None
             log.exception("api.rate_limit_unavailable", caller=key)
             return error_response(
                 503,
                 "rate_limit_unavailable",
-                f"the rate limiter's state backend failed: {type(exc).__name__}",
+                f"the rate limiter's state backend failed: {type(exc).__name__}; retry later",
                 request_id,
+                headers={"Retry-After": str(RETRY_AFTER_S)},  # not the window: may be minutes
             )
         extra["X-RateLimit-Limit"] = str(self._limit)
         extra["X-RateLimit-Remaining"] = str(remaining)

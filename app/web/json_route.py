@@ -10,6 +10,10 @@ On malformed JSON, ``json.loads`` parses the body again, so FastAPI's own ``json
 error is exactly the stdlib's. A body that only the stdlib accepts (an unpaired surrogate
 escape such as ``"\\ud800"``, which is not Unicode text) is refused with the same error
 type, naming the escape: accepted, it was stored but could never be sent back as JSON.
+
+JSON nested deeper than pydantic-core goes (about 200 levels) is refused with that error type
+too, whichever parser gives up: the stdlib's ``RecursionError`` (about 1,000 levels) would
+otherwise reach FastAPI as "error parsing the body", a 400 instead of the documented 422.
 """
 
 from __future__ import annotations
@@ -33,12 +37,20 @@ _LONE_SURROGATE = re.compile(
 )
 
 
+TOO_DEEP = "JSON nested too deep (arrays and objects within each other)"
+
+
 def _parse(body: bytes) -> Any:
     try:
         return pydantic_core.from_json(body)
     except ValueError as exc:
-        json.loads(body)  # malformed: the stdlib's JSONDecodeError, as FastAPI reports it
         text = body.decode("utf-8", "replace")
+        try:
+            json.loads(body)  # malformed: the stdlib's JSONDecodeError, as FastAPI reports it
+        except RecursionError as deep:
+            raise json.JSONDecodeError(TOO_DEEP, text, 0) from deep
+        if "recursion limit" in str(exc):  # pydantic-core's words for its depth limit
+            raise json.JSONDecodeError(f"{TOO_DEEP}: {exc}", text, 0) from exc
         found = _LONE_SURROGATE.search(text)
         if found is None:
             raise json.JSONDecodeError(str(exc), text, 0) from exc

@@ -51,7 +51,7 @@ class BusFactory:
     async def connect(self, url: str | None = None, **kwargs: Any) -> AbstractRobustConnection:
         target = url or self.url
         assert target is not None
-        connection = await aio_pika.connect_robust(target, **kwargs)
+        connection: AbstractRobustConnection = await aio_pika.connect_robust(target, **kwargs)
         self.connections.append(connection)
         return connection
 

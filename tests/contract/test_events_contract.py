@@ -1,4 +1,4 @@
-"""CONTRACTS.md section B: one suite, run against the in-process bus and real RabbitMQ."""
+"""Section B of docs/contracts/events.md: one suite, on the in-process bus and real RabbitMQ."""
 
 from __future__ import annotations
 
@@ -503,7 +503,8 @@ async def test_b20_close_refuses_publishes_waits_then_cancels_and_is_idempotent(
 
 
 async def test_b21_group_shares_events_across_instances_none_broadcasts(buses: BusFactory) -> None:
-    """B21: a group shares events across instances (each once); group=None reaches all."""
+    """B21: a group is shared by bus instances of one process (each event handled once, by
+    one of them, on both buses); group=None reaches every subscription of the bus."""
     first, second = await buses.make(), await buses.make()
     grouped = [Recorder(), Recorder()]
     broadcast = [Recorder(), Recorder()]
@@ -515,16 +516,102 @@ async def test_b21_group_shares_events_across_instances_none_broadcasts(buses: B
     sent = [event("grp.x", n=n) for n in range(20)]
     for item in sent:
         await first.publish(item)
-    for _ in range(2):
-        await first.drain(10, fail_fast=True)
-        await second.drain(10, fail_fast=True)
+    await drain_all(first, second)
     group_ids = sorted(str(e.id) for recorder in grouped for e in recorder.events)
-    if isinstance(first, InProcessEventBus):
-        # In-process buses are separate worlds: only the publishing instance sees events,
-        # and there a grouped subscription gets every event (the documented difference).
-        assert [len(r.events) for r in grouped] == [20, 0]
-        assert [len(r.events) for r in broadcast] == [20, 0]
-        return
     assert group_ids == sorted(str(item.id) for item in sent)  # each exactly once
     assert all(recorder.events for recorder in grouped)  # shared between the instances
-    assert [len(recorder.events) for recorder in broadcast] == [20, 20]
+    if isinstance(first, InProcessEventBus):
+        # Without a group an in-process bus delivers only what was published on it.
+        assert [len(recorder.events) for recorder in broadcast] == [20, 0]
+    else:
+        assert [len(recorder.events) for recorder in broadcast] == [20, 20]
+
+
+async def test_b21_handlers_of_one_bus_with_the_same_group_and_patterns_share(bus: Any) -> None:
+    """B21: two handlers with the same (group, patterns) on one bus split the events, each
+    handled once; the patterns are a set (order and repeats do not make another group)."""
+    recorders = [Recorder(), Recorder()]
+    await bus.subscribe(["job.a", "job.b"], recorders[0], group="workers")
+    await bus.subscribe(["job.b", "job.a", "job.a"], recorders[1], group="workers")
+    sent = [event("job.a" if n % 2 else "job.b", n=n) for n in range(20)]
+    for item in sent:
+        await bus.publish(item)
+    await drain_all(bus)
+    handled = sorted(str(e.id) for recorder in recorders for e in recorder.events)
+    assert handled == sorted(str(item.id) for item in sent)
+    assert all(recorder.events for recorder in recorders)
+
+
+async def test_b21_same_group_with_other_patterns_never_shares(buses: BusFactory) -> None:
+    """B21: the same group name with different patterns are different groups: neither gets
+    the other's events, and a wider pattern gets its own copy of every event it matches."""
+    first, second = await buses.make(), await buses.make()
+    only_a, only_b, wide = Recorder(), Recorder(), Recorder()
+    await first.subscribe("pay.a", only_a, group="billing")
+    await second.subscribe("pay.b", only_b, group="billing")
+    await second.subscribe("pay.*", wide, group="billing")
+    sent = [event("pay.a", n=n) for n in range(3)] + [event("pay.b", n=n) for n in range(2)]
+    for item in sent:
+        await first.publish(item)
+    await drain_all(first, second)
+    assert only_a.types == ["pay.a"] * 3
+    assert only_b.types == ["pay.b"] * 2
+    assert sorted(str(e.id) for e in wide.events) == sorted(str(item.id) for item in sent)
+
+
+async def test_b21_a_member_that_leaves_hands_its_share_to_the_others(bus: Any) -> None:
+    """B21: events a group member still had when it unsubscribed are handled by another
+    member (each once); its run in flight completes."""
+    running, release = asyncio.Event(), asyncio.Event()
+    leaving_got: list[DataEvent] = []
+
+    async def leaving(received: DataEvent) -> None:
+        leaving_got.append(received)
+        running.set()
+        await release.wait()
+
+    staying = Recorder()
+    handle = await bus.subscribe("share.*", leaving, group="movers")
+    await bus.subscribe("share.*", staying, group="movers")
+    sent = [event("share.x", n=n) for n in range(6)]
+    for item in sent:
+        await bus.publish(item)
+    await asyncio.wait_for(running.wait(), 10)
+    assert bus.unsubscribe(handle) is True
+    release.set()
+    await drain_all(bus)
+    assert len(leaving_got) == 1  # the run in flight, nothing after it left
+    handled = sorted(str(e.id) for e in [*leaving_got, *staying.events])
+    assert handled == sorted(str(item.id) for item in sent)
+
+
+async def test_b21_a_closing_member_hands_even_its_cancelled_run_to_the_group(
+    buses: BusFactory,
+) -> None:
+    """B21 with B20/B12: a bus closing while its group member is stuck gives every event it
+    held, the cancelled run's included, to the member on the other bus."""
+    closing, staying_bus = await buses.make(), await buses.make()
+    stuck = asyncio.Event()
+
+    async def hangs(received: DataEvent) -> None:
+        stuck.set()
+        await asyncio.Event().wait()  # until close cancels it
+
+    staying = Recorder()
+    await closing.subscribe("hand.*", hangs, group="handover")
+    await staying_bus.subscribe("hand.*", staying, group="handover")
+    sent = [event("hand.x", n=n) for n in range(6)]
+    for item in sent:
+        await closing.publish(item)
+    await asyncio.wait_for(stuck.wait(), 10)
+    await closing.close(timeout=0.2)
+    await drain_all(staying_bus)
+    assert sorted({str(e.id) for e in staying.events}) == sorted(str(item.id) for item in sent)
+
+
+async def drain_all(*buses: Any) -> None:
+    """Drain every bus twice: a grouped event may be handled on a bus other than the
+    publisher's, and a delivery handed back by one bus may land on another."""
+    for _ in range(2):
+        for each in buses:
+            await each.drain(10, fail_fast=True)

@@ -134,5 +134,5 @@ def _matches(doc: dict[str, Any], query: dict[str, Any]) -> bool:
             ((field, wanted),) = query[kind].items()
             if isinstance(wanted, dict):
                 wanted = wanted.get("value", wanted.get("query"))
-            return doc.get(field) == wanted
+            return bool(doc.get(field) == wanted)
     raise ValueError(f"the fake supports match_all, term and match; got {sorted(query)}")

@@ -48,6 +48,7 @@ async def test_health_is_public(api: httpx.AsyncClient) -> None:
     backends = ready.json()["backends"]
     assert {name for name, b in backends.items() if b["status"] == "ok"} == {
         "postgres",
+        "database",
         "state",
         "events",
         "vectors",

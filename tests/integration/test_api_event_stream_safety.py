@@ -37,6 +37,7 @@ def container(overridden_container: Container) -> Container:
     """The container with the fakes and no Postgres: the event routes never use it, and an
     overridden provider is not started (so no embedded Postgres per test)."""
     overridden_container.postgres.override(providers.Object(None))
+    overridden_container.database.override(providers.Object(None))
     return overridden_container
 
 

@@ -148,5 +148,5 @@ async def test_openapi_declares_the_bearer_token_on_v1_routes(overridden_contain
     for path, operations in schema["paths"].items():
         for operation in operations.values():
             guarded = path.startswith(("/v1/", "/api/"))
-            expected = [{"bearerAuth": []}] if guarded else None
+            expected: list[dict[str, list[str]]] | None = [{"bearerAuth": []}] if guarded else None
             assert operation.get("security") == expected, path

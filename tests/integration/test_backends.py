@@ -20,7 +20,7 @@ from app.backends import (
     rabbitmq_connection,
     redis_client,
 )
-from app.backends.rabbitmq import RabbitMQUnavailableError
+from app.errors import RabbitMQUnavailableError
 from settings import load_settings
 from tests.fakes.silent_server import silent_server
 from tests.fakes.tcp_proxy import TcpProxy

@@ -54,6 +54,7 @@ def test_check_single_node_with_nothing_installed(tmp_path: Path) -> None:
     statuses = {line.split()[0]: line.split()[1] for line in lines[1:]}
     assert statuses == {
         "postgres": "ok",
+        "database": "ok",
         "state": "ok",
         "events": "ok",
         "vectors": "ok",
@@ -96,6 +97,7 @@ def test_check_distributed_against_local_services(
     assert statuses == {
         "redis": "ok",
         "postgres": "ok",
+        "database": "ok",
         "rabbitmq": "ok",
         "state": "ok",
         "events": "ok",

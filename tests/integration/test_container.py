@@ -14,12 +14,14 @@ import pytest
 import redis.asyncio as aioredis
 from elasticsearch import AsyncElasticsearch
 
+from app.database import PostgreSQLClient
 from app.errors import ResourceStartError
 from app.events import InProcessEventBus, RabbitMQEventBus
 from app.state import InMemoryStateBackend, RedisStateBackend
 from app.vectors import VectorIndex
 from containers import build_lifecycle, check_readiness, create_container
 from settings import load_settings
+from tests.conftest import is_started
 from tests.fakes.silent_server import silent_server
 
 pytestmark = pytest.mark.integration
@@ -80,6 +82,7 @@ async def test_single_node_uses_memory_and_never_connects_to_redis(
         readiness = await check_readiness(lifecycle)
         assert {name: r.status for name, r in readiness.items()} == {
             "postgres": "ok",
+            "database": "ok",
             "state": "ok",
             "events": "ok",
             "vectors": "ok",
@@ -88,8 +91,8 @@ async def test_single_node_uses_memory_and_never_connects_to_redis(
             "elasticsearch": "disabled",
             "rabbitmq": "disabled",
         }
-        assert not container.redis.initialized
-        assert not container.rabbitmq.initialized
+        assert not is_started(container.redis)
+        assert not is_started(container.rabbitmq)
     assert redis_trap.accepted == 0
 
 
@@ -118,6 +121,9 @@ async def test_distributed_resolves_every_provider(
     async with build_lifecycle(container) as lifecycle:
         assert isinstance(await resolve(container.redis), aioredis.Redis)
         assert isinstance(await resolve(container.postgres), asyncpg.Pool)
+        database = await resolve(container.database)
+        assert isinstance(database, PostgreSQLClient)
+        assert database.pool is await resolve(container.postgres)  # the same pool, not a second
         assert isinstance(await resolve(container.elasticsearch), AsyncElasticsearch)
         assert isinstance(await resolve(container.rabbitmq), aio_pika.abc.AbstractRobustConnection)
         assert isinstance(await resolve(container.state_backend), RedisStateBackend)
@@ -129,6 +135,7 @@ async def test_distributed_resolves_every_provider(
         assert set(readiness) == {
             "redis",
             "postgres",
+            "database",
             "elasticsearch",
             "rabbitmq",
             "state",
@@ -173,5 +180,5 @@ async def test_unreachable_backend_fails_start_and_closes_the_rest(
     assert "s3cret" not in message
     assert {"postgres", "redis"} <= seen_running, "the rollback had nothing to roll back"
     assert lifecycle.started == ()
-    assert not container.postgres.initialized
-    assert not container.redis.initialized
+    assert not is_started(container.postgres)
+    assert not is_started(container.redis)

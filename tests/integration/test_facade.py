@@ -101,6 +101,7 @@ async def test_original_usage_distributed(
         assert dict(health.details) == {
             "redis": "ok",
             "postgres": "ok",
+            "database": "ok",
             "elasticsearch": "ok",
             "vectors": "ok",
             "faiss": "ok",
@@ -206,9 +207,11 @@ async def test_health_reports_a_stopped_backend_within_its_timeout(
         elapsed = asyncio.get_running_loop().time() - started
         assert health.ok is False
         assert health.details["postgres"].startswith("error: ")
-        # The entities live in Postgres: they report the same outage.
+        assert health.details["database"].startswith("error: ")  # the client on that pool
+        # The entities live in Postgres too: they report the same outage.
         assert health.details["entities"].startswith("error: ")
-        assert {k: v for k, v in health.details.items() if k not in {"postgres", "entities"}} == {
+        down = {"postgres", "database", "entities"}
+        assert {k: v for k, v in health.details.items() if k not in down} == {
             "redis": "ok",
             "elasticsearch": "disabled",
             "vectors": "ok",

@@ -15,7 +15,7 @@ from app.state import RedisStateBackend
 from containers import Container, build_lifecycle, create_container, plan
 from containers.accessors import get_event_bus, get_postgres, get_redis, get_state_backend
 from settings import Settings, load_settings
-from tests.conftest import Fakes
+from tests.conftest import Fakes, is_started
 
 pytestmark = pytest.mark.integration
 
@@ -81,15 +81,15 @@ async def test_distributed_with_state_and_bus_overridden_never_touches_redis_or_
     container = create_container(settings)
     override(container, fakes, "state_backend", "event_bus")
     async with build_lifecycle(container) as lifecycle:
-        assert set(lifecycle.started) == {"logging", "postgres", "vectors", "entities"}
+        assert set(lifecycle.started) == {"logging", "postgres", "database", "vectors", "entities"}
         state = await get_state_backend(container)
         assert state is fakes.state
         await state.set_value("key", "value")
         assert await fakes.state.get_value("key") == "value"
         assert await get_event_bus(container) is fakes.bus
         assert await (await get_postgres(container)).fetchval("SELECT 1") == 1
-        assert not container.redis.initialized
-        assert not container.rabbitmq.initialized
+        assert not is_started(container.redis)
+        assert not is_started(container.rabbitmq)
     assert lifecycle.started == ()
 
 
@@ -110,7 +110,7 @@ async def test_distributed_with_only_state_overridden_still_starts_rabbitmq(
         assert "redis" not in lifecycle.started
         assert isinstance(await get_event_bus(container), RabbitMQEventBus)
         assert await get_state_backend(container) is fakes.state
-        assert not container.redis.initialized
+        assert not is_started(container.redis)
     assert lifecycle.started == ()
 
 
@@ -134,8 +134,8 @@ async def test_distributed_without_overrides_starts_redis_and_rabbitmq(
     container = create_container(settings)
     async with build_lifecycle(container) as lifecycle:
         assert {"redis", "rabbitmq", "state", "events"} <= set(lifecycle.started)
-        assert container.redis.initialized
-        assert container.rabbitmq.initialized
+        assert is_started(container.redis)
+        assert is_started(container.rabbitmq)
         state = await get_state_backend(container)
         assert isinstance(state, RedisStateBackend)
         assert isinstance(await get_event_bus(container), RabbitMQEventBus)
@@ -146,18 +146,19 @@ async def test_distributed_without_overrides_starts_redis_and_rabbitmq(
         finally:
             await state.delete("key")
     assert lifecycle.started == ()
-    assert not container.redis.initialized
-    assert not container.rabbitmq.initialized
+    assert not is_started(container.redis)
+    assert not is_started(container.rabbitmq)
 
 
 async def test_overriding_postgres_skips_the_embedded_postgres(
     app_settings: Settings, overridden_container: Container
 ) -> None:
-    """In single_node, overriding ``postgres`` as well leaves the embedded Postgres unstarted
-    (no data directory is created) and hands out the override."""
+    """In single_node, overriding ``postgres`` (and ``database``, the client on it) leaves the
+    embedded Postgres unstarted (no data directory is created) and hands out the overrides."""
     assert app_settings.embedded_postgres
     pool = object()
     overridden_container.postgres.override(providers.Object(pool))
+    overridden_container.database.override(providers.Object(None))
     # The entities run on Postgres: with a stand-in pool they are overridden too.
     overridden_container.entities.override(providers.Object(Entities.without_postgres()))
     async with build_lifecycle(overridden_container) as lifecycle:

@@ -33,6 +33,7 @@ async def test_saved_at_stop_and_loaded_at_start(tmp_path: Path, mode: str, redi
     for round_ in range(2):
         container = create_container(settings)
         container.postgres.override(providers.Object(None))  # not what this test is about
+        container.database.override(providers.Object(None))
         async with build_lifecycle(container):
             index = await get_vectors(container)
             assert isinstance(index, VectorIndex)
@@ -49,12 +50,14 @@ async def test_corrupt_snapshot_fails_the_start(tmp_path: Path) -> None:
     settings = settings_for(tmp_path)
     container = create_container(settings)
     container.postgres.override(providers.Object(None))
+    container.database.override(providers.Object(None))
     async with build_lifecycle(container):
         await (await get_vectors(container)).upsert("docs", "a", [1.0, 0.0, 0.0])
     manifest = next((tmp_path / "faiss").glob("snapshot-*/manifest.json"))
     manifest.write_text(manifest.read_text().replace('"', "'", 1))
     container = create_container(settings)
     container.postgres.override(providers.Object(None))
+    container.database.override(providers.Object(None))
     with pytest.raises(ResourceStartError, match="vectors failed to start") as caught:
         await build_lifecycle(container).start()
     assert isinstance(caught.value.cause, SnapshotCorruptError)
@@ -66,6 +69,7 @@ async def test_read_only_resource_loads_and_never_saves(tmp_path: Path) -> None:
     settings = settings_for(tmp_path)
     container = create_container(settings)
     container.postgres.override(providers.Object(None))
+    container.database.override(providers.Object(None))
     async with build_lifecycle(container):
         await (await get_vectors(container)).upsert("docs", "a", [1.0, 0.0, 0.0])
     pointer = (tmp_path / "faiss" / "CURRENT").read_bytes()
@@ -73,6 +77,7 @@ async def test_read_only_resource_loads_and_never_saves(tmp_path: Path) -> None:
     settings = settings.model_copy(update={"faiss": faiss})
     container = create_container(settings)
     container.postgres.override(providers.Object(None))
+    container.database.override(providers.Object(None))
     container.vector_layer.read_only.override(providers.Object(True))
     async with build_lifecycle(container):
         index = await get_vectors(container)

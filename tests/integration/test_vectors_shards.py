@@ -55,7 +55,8 @@ async def load_alpha(path: Path) -> dict[str, tuple[list[float], Any]]:
 
 
 def snapshot_folder(path: Path) -> Path:
-    return path / json.loads((path / "CURRENT").read_text())["snapshot"]
+    name: str = json.loads((path / "CURRENT").read_text())["snapshot"]
+    return path / name
 
 
 def rewrite_manifest(path: Path, edit: Callable[[dict[str, Any]], None]) -> None:
@@ -113,7 +114,7 @@ async def test_a_damaged_shard_is_named_in_the_error(tmp_path: Path) -> None:
     ],
 )
 async def test_shard_entries_must_match_the_count_and_the_files(
-    tmp_path: Path, edit: Callable[[list[dict[str, Any]]], object], reason: str
+    tmp_path: Path, edit: Callable[[list[dict[str, Any]]], None], reason: str
 ) -> None:
     """Shard entries whose rows or files disagree with the manifest's count are refused."""
     await save_alpha(tmp_path)

@@ -1,13 +1,25 @@
-"""PostgreSQLClient without a server: arguments checked at once, secrets kept out of errors."""
+"""PostgreSQLClient without a server: arguments checked at once, secrets kept out of errors,
+driver errors translated."""
 
 from __future__ import annotations
 
 import socket
 
+import asyncpg
 import pytest
 
 from app.database import PostgreSQLClient
-from app.errors import ConfigurationError, DatabaseConnectionError
+from app.database.driver_errors import translate
+from app.errors import (
+    ConfigurationError,
+    DatabaseConnectionError,
+    DatabaseNotConnectedError,
+    IntegrityConstraintError,
+    InvalidParameterValueError,
+    QueryError,
+    StatementTimeoutError,
+    UndefinedTableError,
+)
 
 
 def closed_port() -> int:
@@ -41,3 +53,39 @@ def test_bad_arguments_are_refused_at_once(kwargs: dict[str, object]) -> None:
     """Exactly one of database_url, pool or settings; positive sizes."""
     with pytest.raises(ConfigurationError):
         PostgreSQLClient(**kwargs)  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize(
+    ("driver_error", "expected"),
+    [
+        (TimeoutError(), StatementTimeoutError),
+        (
+            asyncpg.QueryCanceledError("canceling statement due to statement timeout"),
+            StatementTimeoutError,
+        ),
+        (ConnectionResetError("reset by peer"), DatabaseConnectionError),
+        (asyncpg.ConnectionDoesNotExistError("closed"), DatabaseConnectionError),
+        (asyncpg.InterfaceError("pool is closing"), DatabaseNotConnectedError),
+        (asyncpg.UndefinedTableError('relation "orders" does not exist'), UndefinedTableError),
+        (asyncpg.ForeignKeyViolationError("violates"), IntegrityConstraintError),
+        (asyncpg.InsufficientPrivilegeError("permission denied"), QueryError),
+    ],
+)
+def test_driver_errors_map_to_the_tree(driver_error: Exception, expected: type[Exception]) -> None:
+    """Each driver error becomes its typed error, naming the operation."""
+    error = translate(driver_error, "fetch_all", query="SELECT * FROM orders")
+    assert type(error) is expected
+    assert str(error).startswith("fetch_all")
+
+
+def test_a_bad_value_names_the_parameter_not_its_number() -> None:
+    """asyncpg's "$2" becomes the :name the caller wrote."""
+    error = translate(
+        asyncpg.DataError("invalid input for query argument $2: 'x' (an integer is required)"),
+        "insert",
+        table="users",
+        names=("email", "age"),
+    )
+    assert isinstance(error, InvalidParameterValueError)
+    assert "argument :age" in str(error)
+    assert error.table == "users"

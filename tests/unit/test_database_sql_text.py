@@ -127,3 +127,32 @@ def test_other_names_are_refused(name: str) -> None:
 def test_only_plain_inserts_go_through_copy(query: str, plan: CopyPlan | None) -> None:
     """COPY is planned only for an INSERT of bare parameters into named columns."""
     assert copy_plan(query) == plan
+
+
+@pytest.mark.parametrize("query", ["SELECT :a", "SELECT :a, :b, :a"])
+def test_binding_many_sets_agrees_with_binding_each(query: str) -> None:
+    """bind_many's fast path gives what bind gives per set, and the same errors."""
+    compiled = compile_query(query)
+    sets = [{"a": i, "b": -i} if "b" in compiled.names else {"a": i} for i in range(5)]
+    assert [list(row) for row in compiled.bind_many(sets)] == [compiled.bind(p) for p in sets]
+    bad = [*sets, {"z": 1} if len(compiled.names) == 1 else {"a": 1, "z": 2}]
+    with pytest.raises(QueryParameterError, match=r"missing parameter\(s\) :(a|b)"):
+        compiled.bind_many(bad)
+    with pytest.raises(QueryParameterError, match=r"extra parameter\(s\) :z"):
+        compiled.bind_many([*sets, {**sets[0], "z": 0}])
+
+
+@pytest.mark.parametrize(
+    ("query", "positional"),
+    [("SELECT $1", True), ("SELECT '$1', $$ $2 $$", False), ("SELECT :a", False), ("x$1", False)],
+)
+def test_positional_parameters_are_noticed_in_code_only(query: str, positional: bool) -> None:
+    """$n counts as a parameter in code, not in literals, bodies or identifiers."""
+    assert compile_query(query).positional is positional
+
+
+def test_binding_many_reads_a_generator_once() -> None:
+    """A generator of parameter sets is bound whole, not read up by the checks."""
+    compiled = compile_query("SELECT :a, :b")
+    rows = compiled.bind_many({"a": i, "b": i} for i in range(3))  # type: ignore[arg-type]
+    assert [list(row) for row in rows] == [[0, 0], [1, 1], [2, 2]]

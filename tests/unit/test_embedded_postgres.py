@@ -35,7 +35,7 @@ def test_a_failed_parse_of_the_pid_file_is_retried(
     monkeypatch.setattr(pgserver_module(), "get_server", get_server)
     monkeypatch.setattr(embedded_postgres, "RETRY_PAUSE_S", 0.0)
     with capture_logs() as logs:
-        assert embedded_postgres._get_server(tmp_path) == "server"
+        assert embedded_postgres._get_server(tmp_path / "postgres") == "server"
     assert [entry["event"] for entry in logs] == ["postgres.embedded_start_retry"]
 
 
@@ -81,3 +81,50 @@ def test_a_live_single_user_backends_file_is_left_until_it_ends(
     embedded_postgres._stop_orphan(tmp_path)
     assert answers == []
     assert lock.read_text().startswith("4242")
+
+
+def test_a_failed_initdb_of_a_new_directory_is_retried_from_scratch(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """initdb failing half-way on a new directory leaves PG_VERSION but no postgres role; the
+    retry must not start on that half-made cluster, so it starts from an empty directory."""
+    pgdata = tmp_path / "postgres"
+    seen_on_attempt: list[bool] = []
+
+    def get_server(path: Path, cleanup_mode: str) -> object:
+        seen_on_attempt.append((path / "PG_VERSION").exists())
+        if len(seen_on_attempt) == 1:
+            path.mkdir(parents=True, exist_ok=True)
+            (path / "PG_VERSION").write_text("16\n")
+            raise OSError("initdb: could not create directory: Permission denied")
+        return "server"
+
+    monkeypatch.setattr(pgserver_module(), "get_server", get_server)
+    monkeypatch.setattr(embedded_postgres, "RETRY_PAUSE_S", 0.0)
+    with capture_logs() as logs:
+        assert embedded_postgres._get_server(pgdata) == "server"
+    assert seen_on_attempt == [False, False]
+    assert "postgres.embedded_half_made_removed" in [entry["event"] for entry in logs]
+
+
+def test_an_existing_cluster_is_never_removed_after_a_failed_start(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A directory that already held a cluster keeps it when a start fails: only what a
+    failed initdb of a new directory made is removed."""
+    pgdata = tmp_path / "postgres"
+    pgdata.mkdir()
+    (pgdata / "PG_VERSION").write_text("16\n")
+    (pgdata / "base").mkdir()
+    outcomes: list[object] = [OSError("pg_ctl: could not start server"), "server"]
+
+    def get_server(path: Path, cleanup_mode: str) -> object:
+        outcome = outcomes.pop(0)
+        if isinstance(outcome, BaseException):
+            raise outcome
+        return outcome
+
+    monkeypatch.setattr(pgserver_module(), "get_server", get_server)
+    monkeypatch.setattr(embedded_postgres, "RETRY_PAUSE_S", 0.0)
+    assert embedded_postgres._get_server(pgdata) == "server"
+    assert (pgdata / "base").is_dir()

@@ -18,7 +18,7 @@ def test_all_is_complete_and_importable() -> None:
     """Every public name of the package is in __all__, and every name in __all__ exists."""
     public = {name for name in vars(app.events) if not name.startswith("_")}
     modules = {"codec", "dispatch", "errors", "inprocess", "model", "protocol", "rabbitmq"}
-    modules |= {"rabbitmq_consumer", "deadlines"}
+    modules |= {"rabbitmq_consumer", "deadlines", "groups"}
     modules |= {"registry", "subscription", "topics", "annotations", "TYPE_CHECKING"}
     assert public - modules == set(app.events.__all__)
     assert all(hasattr(app.events, name) for name in app.events.__all__)

@@ -32,7 +32,7 @@ async def test_overrunning_tasks_are_cancelled_and_others_are_not() -> None:
         _watched(deadlines, 5.0, 0.01),
         _watched(deadlines, 0.05, 5),
     )
-    assert results == ["expired", "finished", "expired"]
+    assert list(results) == ["expired", "finished", "expired"]
 
 
 async def test_an_expired_task_can_go_on_after_withdraw() -> None:

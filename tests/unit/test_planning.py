@@ -32,12 +32,23 @@ async def nothing(*_: object) -> AsyncIterator[str]:
 
 
 def test_single_node_starts_no_redis_and_no_rabbitmq(tmp_path: Path) -> None:
-    """single_node + inprocess starts logging, embedded Postgres, memory state, bus, vectors,
-    and the entities after Postgres and the bus (no Redis for their pub/sub)."""
+    """single_node + inprocess starts logging, embedded Postgres and the database client on it,
+    memory state, bus, vectors, and the entities after Postgres and the bus (no Redis for
+    their pub/sub)."""
     units = names(data_dir=tmp_path)
-    assert list(units) == ["logging", "postgres", "state", "events", "vectors", "entities"]
+    assert set(units) == {
+        "logging",
+        "postgres",
+        "database",
+        "state",
+        "events",
+        "vectors",
+        "entities",
+    }
     assert units["state"] == ("logging",)
-    assert set(units["entities"]) == {"logging", "postgres", "events"}
+    assert units["database"] == ("logging", "postgres")
+    assert {"postgres", "events"} <= set(units["entities"])
+    assert "redis" not in units["entities"]
 
 
 def test_distributed_with_rabbitmq_starts_everything_in_dependency_order() -> None:
@@ -51,6 +62,7 @@ def test_distributed_with_rabbitmq_starts_everything_in_dependency_order() -> No
         "logging",
         "redis",
         "postgres",
+        "database",
         "rabbitmq",
         "state",
         "events",
@@ -74,7 +86,7 @@ def test_elasticsearch_only_when_hosts_are_set() -> None:
     assert "elasticsearch" in names(elasticsearch={"hosts": ["http://127.0.0.1:9200"]})
 
 
-@pytest.mark.parametrize("public", ["state_backend", "event_bus", "vectors", "redis"])
+@pytest.mark.parametrize("public", ["state_backend", "event_bus", "vectors", "redis", "database"])
 def test_overridden_providers_are_not_started(public: str) -> None:
     """A provider overridden with a fake is left out, and nothing waits for it."""
     container = create_container(load_settings(deployment_mode="distributed"))

@@ -263,7 +263,7 @@ def test_a_copy_of_env_example_embeds_postgres(tmp_path: Path) -> None:
     """.env.example copied as-is keeps single_node on the embedded Postgres (no server set)."""
     env_file = tmp_path / "copied.env"
     env_file.write_text((ROOT / ".env.example").read_text())
-    s = Settings(_env_file=env_file)  # type: ignore[call-arg]
+    s = Settings(_env_file=env_file)
     assert s.deployment_mode is DeploymentMode.SINGLE_NODE
     assert not s.postgres.server_configured
     assert s.embedded_postgres

@@ -7,7 +7,9 @@ from typing import Any
 from urllib.parse import quote
 
 import pytest
-from asyncpg.connect_utils import _parse_connect_dsn_and_args
+
+# asyncpg parses a DSN here, privately; the test checks our URLs the way asyncpg reads them.
+from asyncpg.connect_utils import _parse_connect_dsn_and_args  # type: ignore[attr-defined]
 from pydantic import SecretStr
 from redis.asyncio import ConnectionPool
 from redis.asyncio.connection import parse_url

@@ -14,6 +14,8 @@ from redis.exceptions import OutOfMemoryError, ReadOnlyError, ResponseError
 
 from app.state import (
     RedisStateBackend,
+    StateArgumentError,
+    StateArgumentTypeError,
     StateBackend,
     StateBackendError,
     StateBackendUnavailableError,
@@ -87,12 +89,12 @@ SCRIPT_TAIL = " script: 0123abcd, on @user_script:12."
     [
         (
             ResponseError("value is not an integer or out of range" + SCRIPT_TAIL),
-            TypeError,
+            StateArgumentTypeError,
             "value under key 'k' must be a signed 64-bit int to increment",
         ),
         (
             ResponseError("increment or decrement would overflow" + SCRIPT_TAIL),
-            ValueError,
+            StateArgumentError,
             "increment of key 'k' by 1 would overflow a signed 64-bit int",
         ),
         (
@@ -138,7 +140,7 @@ async def test_increment_maps_only_not_an_integer_to_type_error(
     backend = RedisStateBackend(client, namespace="ns")
     with pytest.raises(expected, match=message) as info:
         await backend.increment("k")
-    assert type(info.value) is expected  # not TypeError, unless the stored value is no int
+    assert type(info.value) is expected  # not a TypeError, unless the stored value is no int
     assert info.value.__cause__ is error
     await client.aclose()
 
@@ -182,7 +184,7 @@ async def test_a_key_another_program_wrote_is_a_state_error_not_the_callers(
     """A stored blob this data layer did not write is a StateBackendError naming the key (a
     server fault, 500), not a ValueError that the API would blame on the request (422)."""
     client = Redis(host="127.0.0.1", port=1)
-    client.execute_command = _answering(stored)  # type: ignore[method-assign]
+    client.execute_command = _answering(stored)  # type: ignore[method-assign,assignment]
     backend = RedisStateBackend(client, namespace="ns")
     with pytest.raises(StateBackendError, match="not one this data layer wrote") as info:
         await call(backend)

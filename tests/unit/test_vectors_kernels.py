@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import time
+from typing import Any
+
 import faiss
 import numpy as np
 import pytest
@@ -41,8 +44,8 @@ def test_top_k_many_matches_one_query_at_a_time() -> None:
         assert rows.tolist() == rows_one.tolist()
         np.testing.assert_allclose(scores, scores_one, rtol=1e-5, atol=1e-5)
         assert (rows.dtype, scores.dtype, rows.shape, scores.shape) == (
-            np.intp,
-            np.float32,
+            np.dtype(np.intp),
+            np.dtype(np.float32),
             (k,),
             (k,),
         )
@@ -71,7 +74,7 @@ def test_identical_rows_give_the_smallest_ids_with_either_kernel(
             rows, scores = top_k_settled(kernel, matrix, query, k, ids.__getitem__)
             assert [ids[row] for row in rows.tolist()] == sorted(ids)[:k]
             assert len(set(scores.tolist())) == 1
-            assert (rows.dtype, scores.dtype) == (np.intp, np.float32)
+            assert (rows.dtype, scores.dtype) == (np.dtype(np.intp), np.dtype(np.float32))
 
 
 def test_batched_and_single_queries_agree_on_ties() -> None:
@@ -128,24 +131,25 @@ def test_a_near_tie_keeps_score_order_and_exact_ties_use_ids() -> None:
             assert [ids[row] for row in found.tolist()] == expected
 
 
-def test_faiss_kernel_runs_on_one_thread_and_restores_the_callers_setting() -> None:
+def test_faiss_kernel_runs_on_one_thread_and_restores_the_callers_setting(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
     """A team of OpenMP threads would spin after the call; the caller's setting comes back."""
     seen: list[int] = []
     original_knn = faiss.knn
 
-    def spying_knn(*args: object, **kwargs: object) -> object:
+    def spying_knn(*args: Any, **kwargs: Any) -> Any:
         seen.append(faiss.omp_get_max_threads())
         return original_knn(*args, **kwargs)
 
     before = faiss.omp_get_max_threads()
     faiss.omp_set_num_threads(2)
     try:
-        faiss.knn = spying_knn
+        monkeypatch.setattr(faiss, "knn", spying_knn)
         top_k_faiss(np.eye(4, 8, dtype=np.float32), np.ones(8, dtype=np.float32), 2)
         assert seen == [1]
         assert faiss.omp_get_max_threads() == 2
     finally:
-        faiss.knn = original_knn
         faiss.omp_set_num_threads(before)
 
 
@@ -173,7 +177,7 @@ def test_chooser_prefers_the_cheaper_kernel_and_keeps_measuring(
 
         return run
 
-    monkeypatch.setattr(kernels.time, "perf_counter", clock)
+    monkeypatch.setattr(time, "perf_counter", clock)
     monkeypatch.setattr(kernels, "KERNELS", (kernel("slow"), kernel("fast")))
     chooser = KernelChooser()
     matrix = np.eye(4, dtype=np.float32)
@@ -208,7 +212,7 @@ def test_chooser_ignores_the_cold_first_call(monkeypatch: pytest.MonkeyPatch) ->
 
         return run
 
-    monkeypatch.setattr(kernels.time, "perf_counter", clock)
+    monkeypatch.setattr(time, "perf_counter", clock)
     monkeypatch.setattr(kernels, "KERNELS", (kernel("numpy"), kernel("faiss")))
     chooser = KernelChooser()
     matrix = np.eye(4, dtype=np.float32)
@@ -231,7 +235,7 @@ def test_one_preempted_call_does_not_flip_the_choice(monkeypatch: pytest.MonkeyP
 
         return run
 
-    monkeypatch.setattr(kernels.time, "perf_counter", clock)
+    monkeypatch.setattr(time, "perf_counter", clock)
     monkeypatch.setattr(kernels, "KERNELS", (kernel(0.001), kernel(0.002)))
     chooser = KernelChooser()
     matrix = np.eye(4, dtype=np.float32)

@@ -16,35 +16,17 @@ import warnings
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit, urlunsplit
 
-import asyncpg
 import pytest
 
 from app.database import PostgreSQLClient
-from tests.services import POSTGRES_DSN, require_service
-
-
-def with_database(dsn: str, database: str) -> str:
-    """``dsn`` pointing at another database on the same server."""
-    parts = urlsplit(dsn)
-    return urlunsplit(parts._replace(path=f"/{database}"))
-
-
-async def create_database(admin_dsn: str, name: str) -> None:
-    connection = await asyncpg.connect(admin_dsn)
-    try:
-        await connection.execute(f'CREATE DATABASE "{name}"')
-    finally:
-        await connection.close()
-
-
-async def drop_database(admin_dsn: str, name: str) -> None:
-    connection = await asyncpg.connect(admin_dsn)
-    try:
-        await connection.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-    finally:
-        await connection.close()
+from tests.services import (
+    POSTGRES_DSN,
+    create_database,
+    drop_database,
+    require_service,
+    with_database,
+)
 
 
 @pytest.fixture(scope="session")

@@ -248,3 +248,39 @@ async def test_a_given_pool_is_not_closed_by_the_client(database_dsn: str) -> No
         assert await pool.fetchval("SELECT 3") == 3
     finally:
         await pool.close()
+
+
+async def test_fetch_records_returns_the_drivers_records(db: PostgreSQLClient, table: str) -> None:
+    """fetch_records binds named parameters and returns asyncpg Records, in order."""
+    await db.execute_many(
+        f"INSERT INTO {table} (name, score) VALUES (:name, :score)",
+        [{"name": "a", "score": 1.0}, {"name": "b", "score": 2.0}, {"name": "c", "score": 3.0}],
+    )
+    records = await db.fetch_records(
+        f"SELECT name, score FROM {table} WHERE score >= :low ORDER BY score", {"low": 2.0}
+    )
+    assert all(isinstance(record, asyncpg.Record) for record in records)
+    assert [tuple(record) for record in records] == [("b", 2.0), ("c", 3.0)]
+    assert records[0]["name"] == "b"
+
+
+async def test_update_refuses_positional_where_parameters(db: PostgreSQLClient, table: str) -> None:
+    """$n in update's where clause would mean a SET value: refused, nothing changed."""
+    await db.insert(table, {"name": "a", "score": 1.0})
+    with pytest.raises(QueryParameterError, match="named parameters"):
+        await db.update(table, {"score": 9.0}, "name = $1", ["a"])
+    with pytest.raises(QueryParameterError, match="named parameters"):
+        await db.update(table, {"score": 9.0}, "score = $1")
+    assert await db.fetch_value(f"SELECT score FROM {table}") == 1.0
+
+
+async def test_fetch_one_with_commit_returns_and_keeps_the_row(
+    db: PostgreSQLClient, table: str
+) -> None:
+    """The original's fetch_one(..., commit=True) for INSERT ... RETURNING stores the row."""
+    row = await db.fetch_one(
+        f"INSERT INTO {table} (name) VALUES (:name) RETURNING name", {"name": "kept"}, commit=True
+    )
+    assert row == {"name": "kept"}
+    async with db.connection() as other:
+        assert await other.fetch_value(f"SELECT count(*) FROM {table}") == 1

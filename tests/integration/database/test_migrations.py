@@ -222,3 +222,77 @@ async def test_three_processes_starting_together_apply_each_file_once(
         assert {1000, 1001} <= set(files)
     finally:
         await connection.close()
+
+
+def run_migrate(dsn: str, directory: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    env = {
+        **os.environ,
+        "POSTGRES__DSN": dsn,
+        "POSTGRES__MIGRATION_DIRS": str(directory),
+        "LOG__LEVEL": "WARNING",
+    }
+    return subprocess.run(
+        [sys.executable, "-m", "app", "migrate", *args],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+
+
+@pytest.mark.slow
+def test_the_cli_applies_lists_and_fails_in_one_line(
+    fresh_database_dsn: str, tmp_path: Path
+) -> None:
+    """migrate --dry-run lists, migrate applies, status tabulates; a changed file exits 2 with
+    one line naming the file; repair accepts it."""
+    path = write(tmp_path, "1000_t.sql", "CREATE TABLE t (x int);")
+    dry = run_migrate(fresh_database_dsn, tmp_path, "--dry-run")
+    assert dry.returncode == 0, dry.stderr
+    assert f"would apply {path}" in dry.stdout
+    applied = run_migrate(fresh_database_dsn, tmp_path)
+    assert f"applied {path}" in applied.stdout
+    status = run_migrate(fresh_database_dsn, tmp_path, "status")
+    assert status.stdout.splitlines()[0].split() == [
+        "version", "name", "state", "applied_at", "source"
+    ]  # fmt: skip
+    assert {line.split()[0]: line.split()[2] for line in status.stdout.splitlines()[1:]} == {
+        "0001": "applied",
+        "1000": "applied",
+    }
+    path.write_text("CREATE TABLE t (x bigint);")
+    failed = run_migrate(fresh_database_dsn, tmp_path)
+    assert failed.returncode == 2
+    [line] = failed.stderr.strip().splitlines()
+    assert line.startswith(f"error: migration {path} was changed after it was applied")
+    repaired = run_migrate(fresh_database_dsn, tmp_path, "repair")
+    assert f"accepted the new checksum of {path}" in repaired.stdout
+    assert run_migrate(fresh_database_dsn, tmp_path).returncode == 0
+
+
+@pytest.mark.slow
+async def test_check_never_migrates(fresh_database_dsn: str, tmp_path: Path) -> None:
+    """`python -m app check` reports the database ready without applying any migration."""
+    env = {
+        **os.environ,
+        "POSTGRES__DSN": fresh_database_dsn,
+        "DATA_DIR": str(tmp_path / "data"),
+        "FAISS__INDEX_PATH": str(tmp_path / "faiss"),
+        "FAISS__DIMENSION": "4",
+        "LOG__LEVEL": "WARNING",
+    }
+    process = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "app", "check", cwd=ROOT, env=env,
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+    )  # fmt: skip
+    out, err = await process.communicate()
+    assert process.returncode == 0, err.decode()
+    statuses = {line.split()[0]: line.split()[1] for line in out.decode().splitlines()[1:]}
+    assert statuses["database"] == "ok"
+    connection = await asyncpg.connect(fresh_database_dsn)
+    try:
+        assert await connection.fetchval("SELECT to_regclass($1)", LEDGER_TABLE) is None
+    finally:
+        await connection.close()
