@@ -59,6 +59,7 @@ class Container(containers.DeclarativeContainer):
         postgres=backends.postgres,
         event_bus=event_layer.bus,
         redis=backends.redis,
+        database=database_layer.client,
     )
     entities = entity_layer.entities
 

@@ -14,12 +14,13 @@ from app.entities import CATALOG
 from app.entities.projections import AgentGoalStats, ProjectionRunner
 from app.entities.relay import Relay
 from app.entities.runtime import Entities
-from app.entities.schema import apply_migrations, check_tables
+from app.entities.schema import check_tables
 from app.entities.sinks import BusSink, RedisPubSubSink, Sink
 from app.entities.store import EntityStore
+from app.errors import ConfigurationError
 from app.events import EventBus
 from containers.declarations import Managed, ping_method
-from settings import DeploymentMode, MigrateMode, Settings
+from settings import DeploymentMode, Settings
 
 __all__ = ["EntitiesContainer", "entities_resource", "redis_pubsub_key"]
 
@@ -69,19 +70,29 @@ async def entities_resource(
     bus: EventBus,
     redis: aioredis.Redis | None,
     settings: Settings,
+    database: object,
     *,
     run_consumers: bool = True,
 ) -> AsyncIterator[Entities]:
-    """Apply pending migrations (unless POSTGRES__MIGRATE=off), check the entity tables
-    against their declarations, start the relays and projections."""
+    """Check the entity tables against their declarations, start the relays and projections.
+
+    ``database`` (the database client) is taken only so that the lifecycle starts the
+    entities after it: its start applies the migrations, the entity tables among them. With
+    the tables missing (POSTGRES__MIGRATE=off, or a probe that does not migrate), the entities
+    answer 503 and readiness says which tables and columns are missing: no start failure.
+    """
+    del database
     if pool is None:  # Postgres overridden with None: nothing to run on
         log.warning("entities.without_postgres")
         yield Entities.without_postgres()
         return
-    if settings.postgres.migrate is MigrateMode.AUTO:
-        await apply_migrations(pool, settings.postgres.migration_dirs)
     async with pool.acquire() as conn:
-        await check_tables(conn, CATALOG)
+        try:
+            await check_tables(conn, CATALOG)
+        except ConfigurationError as exc:
+            log.error("entities.not_migrated", error=str(exc))  # noqa: TRY400 - reported, not raised
+            yield Entities.not_migrated(str(exc))
+            return
     config = settings.entities
     sinks: list[Sink] = [BusSink(bus)]
     if redis is not None:
@@ -119,6 +130,7 @@ class EntitiesContainer(containers.DeclarativeContainer):
     postgres: providers.Dependency[asyncpg.Pool] = providers.Dependency()
     event_bus: providers.Dependency[EventBus] = providers.Dependency()
     redis: providers.Dependency[Any] = providers.Dependency()
+    database: providers.Dependency[Any] = providers.Dependency()
 
     # Redis only when the relay publishes there; otherwise nothing (Redis is not started).
     pubsub_redis = providers.Selector(
@@ -133,6 +145,7 @@ class EntitiesContainer(containers.DeclarativeContainer):
         event_bus,
         pubsub_redis,
         settings,
+        database,
         run_consumers=run_consumers,
     )
     entities_lifecycle = Managed(

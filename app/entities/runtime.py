@@ -16,7 +16,7 @@ import structlog
 from app.entities.projections import AgentGoalStats, ProjectionRunner
 from app.entities.relay import Relay, head_position
 from app.entities.store import EntityStore
-from app.errors import BackendNotConfiguredError, EntitiesNotReadyError
+from app.errors import BackendNotConfiguredError, DataLayerError, EntitiesNotReadyError
 
 __all__ = ["Entities"]
 
@@ -37,6 +37,8 @@ class Entities:
     ) -> None:
         self._store = store
         self._pool = pool
+        # Why the store cannot be used (no Postgres, or its tables are missing), if so.
+        self._unavailable: DataLayerError | None = None
         self.relays = tuple(relays)
         self.projections = tuple(projections)
         self.goal_stats = AgentGoalStats()
@@ -46,19 +48,30 @@ class Entities:
     @classmethod
     def without_postgres(cls) -> Entities:
         """For a container whose Postgres is overridden with ``None``: every use is a
-        ``BackendNotConfiguredError`` (HTTP 503), readiness says why."""
-        return cls(None, None)
+        ``BackendNotConfiguredError`` (HTTP 503); readiness reports them disabled."""
+        made = cls(None, None)
+        made._unavailable = BackendNotConfiguredError(NO_POSTGRES)
+        return made
+
+    @classmethod
+    def not_migrated(cls, reason: str) -> Entities:
+        """The entity tables are missing or differ from their declarations (migrations off or
+        not yet applied): every use is an ``EntitiesNotReadyError`` (HTTP 503) naming what is
+        wrong, and readiness fails with it."""
+        made = cls(None, None)
+        made._unavailable = EntitiesNotReadyError(reason, {})
+        return made
 
     @property
     def store(self) -> EntityStore:
         if self._store is None:
-            raise BackendNotConfiguredError(NO_POSTGRES)
+            raise self._unavailable or BackendNotConfiguredError(NO_POSTGRES)
         return self._store
 
     @property
     def pool(self) -> asyncpg.Pool:
         if self._pool is None:
-            raise BackendNotConfiguredError(NO_POSTGRES)
+            raise self._unavailable or BackendNotConfiguredError(NO_POSTGRES)
         return self._pool
 
     async def start(self) -> None:
@@ -93,6 +106,8 @@ class Entities:
 
     async def ping(self) -> dict[str, Any]:
         """The report; raises ``EntitiesNotReadyError`` (carrying it) when a consumer fails."""
+        if isinstance(self._unavailable, EntitiesNotReadyError):
+            raise self._unavailable
         if self._pool is None:
             return {"disabled": NO_POSTGRES}
         details = await self.report()
