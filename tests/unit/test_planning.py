@@ -71,7 +71,7 @@ def test_distributed_with_rabbitmq_starts_everything_in_dependency_order() -> No
     }
     assert units["state"] == ("logging", "redis")
     assert units["events"] == ("logging", "rabbitmq")
-    assert set(units["entities"]) == {"logging", "postgres", "events", "redis"}
+    assert set(units["entities"]) == {"logging", "postgres", "database", "events", "redis"}
 
 
 def test_entities_publish_to_redis_only_when_asked() -> None:
