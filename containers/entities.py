@@ -78,8 +78,9 @@ async def entities_resource(
 
     ``database`` (the database client) is taken only so that the lifecycle starts the
     entities after it: its start applies the migrations, the entity tables among them. With
-    the tables missing (POSTGRES__MIGRATE=off, or a probe that does not migrate), the entities
-    answer 503 and readiness says which tables and columns are missing: no start failure.
+    the tables missing (POSTGRES__MIGRATE=off), the entities answer 503 and readiness fails
+    naming the tables and columns; in a probe (``run_consumers=False``: ``check``, which never
+    migrates) readiness reports them as pending migrations.
     """
     del database
     if pool is None:  # Postgres overridden with None: nothing to run on
@@ -91,7 +92,8 @@ async def entities_resource(
             await check_tables(conn, CATALOG)
         except ConfigurationError as exc:
             log.error("entities.not_migrated", error=str(exc))  # noqa: TRY400 - reported, not raised
-            yield Entities.not_migrated(str(exc))
+            # A probe (check: consumers off) does not migrate; serve would.
+            yield Entities.not_migrated(str(exc), probe=not run_consumers)
             return
     config = settings.entities
     sinks: list[Sink] = [BusSink(bus)]

@@ -39,6 +39,7 @@ class Entities:
         self._pool = pool
         # Why the store cannot be used (no Postgres, or its tables are missing), if so.
         self._unavailable: DataLayerError | None = None
+        self._probe = False
         self.relays = tuple(relays)
         self.projections = tuple(projections)
         self.goal_stats = AgentGoalStats()
@@ -54,12 +55,14 @@ class Entities:
         return made
 
     @classmethod
-    def not_migrated(cls, reason: str) -> Entities:
+    def not_migrated(cls, reason: str, *, probe: bool = False) -> Entities:
         """The entity tables are missing or differ from their declarations (migrations off or
         not yet applied): every use is an ``EntitiesNotReadyError`` (HTTP 503) naming what is
-        wrong, and readiness fails with it."""
+        wrong, and readiness fails with it; for a ``probe`` (``check``, which never migrates)
+        readiness reports the pending migration instead, as the database client does."""
         made = cls(None, None)
         made._unavailable = EntitiesNotReadyError(reason, {})
+        made._probe = probe
         return made
 
     @property
@@ -107,6 +110,8 @@ class Entities:
     async def ping(self) -> dict[str, Any]:
         """The report; raises ``EntitiesNotReadyError`` (carrying it) when a consumer fails."""
         if isinstance(self._unavailable, EntitiesNotReadyError):
+            if self._probe:
+                return {"pending_migrations": str(self._unavailable)}
             raise self._unavailable
         if self._pool is None:
             return {"disabled": NO_POSTGRES}

@@ -26,3 +26,11 @@ async def test_entities_without_postgres_are_not_configured_but_ready() -> None:
     with pytest.raises(BackendNotConfiguredError, match="need Postgres"):
         _ = entities.pool
     assert "disabled" in await entities.ping()
+
+
+async def test_a_probe_reports_missing_tables_as_pending() -> None:
+    """For check (which never migrates) missing tables are pending migrations, not an error."""
+    entities = Entities.not_migrated("table agents does not exist", probe=True)
+    assert await entities.ping() == {"pending_migrations": "table agents does not exist"}
+    with pytest.raises(EntitiesNotReadyError):
+        _ = entities.store
