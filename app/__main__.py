@@ -55,6 +55,8 @@ async def check(container_spec: str | None) -> int:
     container.database_layer.apply_migrations.override(providers.Object(False))
     container.vector_layer.read_only.override(providers.Object(True))
     container.data_layer.create_tables.override(providers.Object(False))
+    # Reports the relays' and projections' lag; publishing stays with the serving process.
+    container.entity_layer.run_consumers.override(providers.Object(False))
     async with build_lifecycle(container) as lifecycle:
         results = await check_readiness(lifecycle)
         if "vectors" in results:  # which store, where, and pgvector's version

@@ -40,6 +40,16 @@ catch either (``except ValueError`` still catches a ``DimensionMismatchError``):
     │   ├── ReadOnlyIndexError (RuntimeError)    a write on an index opened read_only=True
     │   └── VectorStoreUnavailableError (RuntimeError)  Postgres cannot serve the vector store
     │                                            (no pgvector, a dimension it cannot index)
+    ├── EntityError
+    │   ├── EntityNotFoundError (LookupError)    no such entity (or it was deleted)
+    │   ├── InvalidEntityError (ValueError)      fields that do not fit the entity's model
+    │   ├── ConcurrencyError                     the entity moved past the version named
+    │   ├── MissingParentError (ValueError)      a parent reference names no live entity
+    │   ├── HasChildrenError                     a parent with live children cannot be deleted
+    │   ├── InvalidListingError (ValueError)     listing bounds or filters that do not fit
+    │   │   └── InvalidCursorError               a cursor this layer did not make (or not for this)
+    │   ├── EventNotFoundError (LookupError)     no event with that id
+    │   └── EntitiesNotReadyError                a relay cannot publish / a projection fails
     └── DatabaseError
         ├── DatabaseConnectionError (ConnectionError)   Postgres unreachable or the connection lost
         ├── DatabaseNotConnectedError (RuntimeError)    a query before connect() or after close()
@@ -74,6 +84,7 @@ __all__ = [
     "BackendClosedError",
     "BackendNotConfiguredError",
     "BusClosedError",
+    "ConcurrencyError",
     "ConfigurationError",
     "DataLayerError",
     "DatabaseConnectionError",
@@ -82,15 +93,23 @@ __all__ = [
     "DeclarationError",
     "DimensionMismatchError",
     "EmbeddedPostgresError",
+    "EntitiesNotReadyError",
+    "EntityError",
+    "EntityNotFoundError",
     "EventArgumentError",
     "EventArgumentTypeError",
     "EventBusError",
+    "EventNotFoundError",
     "EventSerializationError",
     "EventTooLargeError",
     "HandlerTimeoutError",
+    "HasChildrenError",
     "IndexLockedError",
     "IntegrityConstraintError",
+    "InvalidCursorError",
+    "InvalidEntityError",
     "InvalidIdentifierError",
+    "InvalidListingError",
     "InvalidParameterValueError",
     "InvalidQueryError",
     "InvalidVectorError",
@@ -100,6 +119,7 @@ __all__ = [
     "MigrationError",
     "MigrationFailedError",
     "MigrationFileError",
+    "MissingParentError",
     "NotStartedError",
     "PublishError",
     "QueryError",
@@ -298,6 +318,81 @@ class VectorStoreUnavailableError(VectorIndexError, RuntimeError):
     The message names the server (password masked), the pgvector version found and the way
     out (install pgvector, or ``VECTORS__BACKEND=faiss``).
     """
+
+
+class EntityError(DataLayerError):
+    """Root of the event-sourced entity errors."""
+
+
+class EntityNotFoundError(EntityError, LookupError):
+    """No live entity of that type has that id (never created, or deleted)."""
+
+    def __init__(self, entity_type: str, entity_id: object) -> None:
+        self.entity_type = entity_type
+        self.entity_id = entity_id
+        super().__init__(f"no {entity_type} with id {entity_id}")
+
+
+class InvalidEntityError(EntityError, ValueError):
+    """Fields that do not fit the entity type's model (the reasons are in the message)."""
+
+
+class ConcurrencyError(EntityError):
+    """The change named a version the entity has moved past (D2); nothing was written."""
+
+    def __init__(self, entity_type: str, entity_id: object, expected: int, current: int) -> None:
+        self.entity_type = entity_type
+        self.entity_id = entity_id
+        self.expected = expected
+        self.current = current
+        super().__init__(
+            f"{entity_type} {entity_id} is at version {current}, not {expected}: "
+            "read it again and retry with If-Match set to the current version"
+        )
+
+
+class MissingParentError(EntityError, ValueError):
+    """A parent reference (``agent_id``, ``goal_id``, ...) names no live entity."""
+
+    def __init__(self, field: str, parent_type: str, parent_id: object) -> None:
+        self.field = field
+        self.parent_type = parent_type
+        self.parent_id = parent_id
+        super().__init__(f"{field}: no {parent_type} with id {parent_id}; create it first")
+
+
+class HasChildrenError(EntityError):
+    """A parent still has live children; delete them first (they are named)."""
+
+    def __init__(self, entity_type: str, entity_id: object, children: dict[str, list[str]]) -> None:
+        self.entity_type = entity_type
+        self.entity_id = entity_id
+        self.children = children
+        named = "; ".join(f"{kind}: {', '.join(ids)}" for kind, ids in children.items())
+        super().__init__(
+            f"{entity_type} {entity_id} still has children ({named}); delete them first"
+        )
+
+
+class InvalidListingError(EntityError, ValueError):
+    """A listing's limit, offset or filters are out of bounds or do not go together."""
+
+
+class InvalidCursorError(InvalidListingError):
+    """A listing cursor that this layer did not hand out (or one for another listing)."""
+
+
+class EventNotFoundError(EntityError, LookupError):
+    """No event has that id."""
+
+
+class EntitiesNotReadyError(EntityError):
+    """A relay cannot publish or a projection keeps failing; ``details`` has every consumer's
+    checkpoint and lag."""
+
+    def __init__(self, message: str, details: dict[str, object]) -> None:
+        self.details = details
+        super().__init__(message)
 
 
 class DatabaseError(DataLayerError):

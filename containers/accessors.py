@@ -15,6 +15,7 @@ from aio_pika.abc import AbstractRobustConnection
 from elasticsearch import AsyncElasticsearch
 
 from app.database import DatabaseClient, PostgreSQLClient
+from app.entities.runtime import Entities
 from app.events import EventBus
 from app.state import StateBackend
 from app.vectors import VectorStore
@@ -24,6 +25,7 @@ from settings import Settings
 __all__ = [
     "get_database",
     "get_elasticsearch",
+    "get_entities",
     "get_event_bus",
     "get_postgres",
     "get_rabbitmq",
@@ -84,3 +86,7 @@ async def get_event_bus(container: Container) -> EventBus:
 
 async def get_vectors(container: Container) -> VectorStore:
     return cast(VectorStore, await resolve(container.vectors))
+
+
+async def get_entities(container: Container) -> Entities:
+    return cast(Entities, await resolve(container.entities))

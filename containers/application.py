@@ -8,6 +8,7 @@ from containers.backends import BackendsContainer
 from containers.core import CoreContainer
 from containers.data import DataContainer
 from containers.database import DatabaseContainer
+from containers.entities import EntitiesContainer
 from containers.events import EventsContainer
 from containers.state import StateContainer
 from containers.vectors import VectorsContainer
@@ -21,8 +22,8 @@ class Container(containers.DeclarativeContainer):
 
     Override the public providers (``settings``, ``redis``, ``postgres``, ``database``,
     ``elasticsearch``, ``rabbitmq``, ``state_backend``, ``event_bus``, ``vectors``,
-    ``session_manager``, ``conversation_history``) with fakes in tests; an overridden
-    provider's real resource is never started by the lifecycle.
+    ``session_manager``, ``conversation_history``, ``entities``) with fakes in tests; an
+    overridden provider's real resource is never started by the lifecycle.
     """
 
     wiring_config = containers.WiringConfiguration(packages=["app.services"], auto_wire=False)
@@ -66,6 +67,16 @@ class Container(containers.DeclarativeContainer):
     conversation_history = data_layer.conversation_history
     export_manager = data_layer.export_manager
     import_manager = data_layer.import_manager
+
+    entity_layer = providers.Container(
+        EntitiesContainer,
+        settings=core.settings,
+        postgres=backends.postgres,
+        event_bus=event_layer.bus,
+        redis=backends.redis,
+        database=database_layer.client,
+    )
+    entities = entity_layer.entities
 
 
 def create_container(settings: Settings | None = None) -> Container:

@@ -8,6 +8,7 @@ a ping, and each declared resource the settings leave off as ``disabled``.
 from __future__ import annotations
 
 import asyncio
+import json
 import time
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
@@ -31,6 +32,8 @@ class Readiness:
     latency_ms: float
     address: str = "-"
     error: str | None = None
+    # What a ping returned (or its error carried) as a mapping: e.g. the entities' lag.
+    details: Mapping[str, object] | None = None
 
     @property
     def ok(self) -> bool:
@@ -43,13 +46,18 @@ class Readiness:
             "latency_ms": self.latency_ms,
             "address": self.address,
             "error": self.error,
+            "details": self.details,
         }
 
 
-async def _timed(check: Check) -> float:
+async def _timed(check: Check) -> tuple[float, object]:
     started = time.perf_counter()
-    await check()
-    return round((time.perf_counter() - started) * 1000, 2)
+    result = await check()
+    return round((time.perf_counter() - started) * 1000, 2), result
+
+
+def _details(value: object) -> Mapping[str, object] | None:
+    return value if isinstance(value, Mapping) else None
 
 
 def _error_text(exc: BaseException) -> str:
@@ -85,9 +93,11 @@ async def ping_all(
             results[name] = Readiness(name, "error", waited, address, error)
         elif (exc := task.exception()) is not None:
             waited = round((time.perf_counter() - started) * 1000, 2)
-            results[name] = Readiness(name, "error", waited, address, _error_text(exc))
+            details = _details(getattr(exc, "details", None))
+            results[name] = Readiness(name, "error", waited, address, _error_text(exc), details)
         else:
-            results[name] = Readiness(name, "ok", task.result(), address)
+            latency, value = task.result()
+            results[name] = Readiness(name, "ok", latency, address, details=_details(value))
     return results
 
 
@@ -123,7 +133,16 @@ def readiness_table(results: dict[str, Readiness]) -> str:
         for r in results.values()
     ]
     widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
-    return "\n".join(
+    lines = [
         "  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=True)).rstrip()
         for row in rows
-    )
+    ]
+    # After a blank line, one line per backend that reported details (the entities' lags).
+    details = [
+        f"{r.resource} details: {json.dumps(r.details, default=str, sort_keys=True)}"
+        for r in results.values()
+        if r.details
+    ]
+    if details:
+        lines += ["", *details]
+    return "\n".join(lines)

@@ -16,6 +16,7 @@ from settings.sections import (
     ApiSettings,
     DatabaseSettings,
     ElasticsearchSettings,
+    EntitiesSettings,
     EventsSettings,
     FaissSettings,
     LogSettings,
@@ -61,6 +62,7 @@ class Settings(BaseSettings):
     events: EventsSettings = Field(default_factory=EventsSettings)
     sessions: SessionsSettings = Field(default_factory=SessionsSettings)
     conversations: ConversationsSettings = Field(default_factory=ConversationsSettings)
+    entities: EntitiesSettings = Field(default_factory=EntitiesSettings)
 
     @model_validator(mode="after")
     def _mode_requirements(self) -> Settings:

@@ -23,6 +23,7 @@ __all__ = [
     "ApiSettings",
     "DatabaseSettings",
     "ElasticsearchSettings",
+    "EntitiesSettings",
     "EventsSettings",
     "FaissSettings",
     "LogSettings",
@@ -193,6 +194,24 @@ class EventsSettings(Section):
     max_event_bytes: int = Field(default=MiB, gt=0)
     close_timeout_s: PositiveSeconds = 10.0
     retry_backoff_s: PositiveSeconds = 0.1
+
+
+class EntitiesSettings(Section):
+    """``ENTITIES__*``: the event-sourced entities' relay and projections."""
+
+    # Off for processes that only look (``check``): they report lag but publish nothing.
+    relay_enabled: bool = True
+    # Redis pub/sub as a second sink, when Redis runs (DEPLOYMENT_MODE=distributed).
+    redis_pubsub: bool = True
+    relay_batch_size: int = Field(default=100, gt=0, le=10_000)
+    # How often a relay or projection looks for commits of other processes.
+    poll_interval_s: PositiveSeconds = 0.5
+    relay_max_backoff_s: PositiveSeconds = 5.0
+    relay_publish_timeout_s: PositiveSeconds = 30.0
+    # How often a standby process tries to take over a relay or projection.
+    standby_retry_s: PositiveSeconds = 1.0
+    projections_enabled: bool = True
+    projection_max_attempts: int = Field(default=3, gt=0, le=100)
 
 
 class StateSettings(Section):

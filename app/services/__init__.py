@@ -4,6 +4,6 @@ No HTTP types here: the web layer, a worker or a script can call them alike, onc
 container is wired (``container.wire()`` with its ``WiringConfiguration``).
 """
 
-from app.services import events, locks, rate_limits, sessions, vectors
+from app.services import entities, events, locks, rate_limits, sessions, vectors
 
-__all__ = ["events", "locks", "rate_limits", "sessions", "vectors"]
+__all__ = ["entities", "events", "locks", "rate_limits", "sessions", "vectors"]

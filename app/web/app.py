@@ -11,12 +11,22 @@ from typing import Any
 import structlog
 from fastapi import FastAPI
 
+from app.entities import CATALOG
 from app.errors import ConfigurationError, ResourceStopError
 from app.web import health
 from app.web.body_reads import BodyReads
 from app.web.errors import install_error_handlers
-from app.web.guard import PROTECTED_PREFIXES, ApiGuard
-from app.web.routes import conversations, data_sessions, events, locks, sessions, vectors
+from app.web.guard import ApiGuard, is_protected
+from app.web.routes import (
+    conversations,
+    data_sessions,
+    entities,
+    entity_events,
+    events,
+    locks,
+    sessions,
+    vectors,
+)
 from containers import Container, build_lifecycle, create_container
 from containers.accessors import get_state_backend
 from settings import ApiAuth, RateLimitOnError, Settings
@@ -58,9 +68,9 @@ def _tune_collector() -> None:
 
 
 def _declare_bearer_auth(app: FastAPI) -> None:
-    """Say in the OpenAPI document that ``/v1`` and ``/api`` operations need a bearer token, as
-    ``ApiGuard`` enforces (declared here, not as a per-route dependency: no cost per request),
-    so ``/docs`` can send one and generated clients know to."""
+    """Say in the OpenAPI document that ``/v1`` and ``/api`` operations need a bearer token,
+    as ``ApiGuard`` enforces (declared here, not as a per-route dependency: no cost per
+    request), so ``/docs`` can send one and generated clients know to."""
     build = app.openapi
     declared: dict[str, Any] | None = None
 
@@ -75,7 +85,7 @@ def _declare_bearer_auth(app: FastAPI) -> None:
                 "scheme": "bearer",
             }
             for path, operations in schema.get("paths", {}).items():
-                if path.startswith(PROTECTED_PREFIXES):
+                if is_protected(path):
                     for operation in operations.values():
                         operation["security"] = [{BEARER_SCHEME: []}]
         return schema
@@ -140,6 +150,8 @@ def create_app(container: Container | None = None, *, freeze_gc: bool = False) -
         locks.router,
         data_sessions.router,
         conversations.router,
+        entities.build_router(CATALOG),
+        entity_events.router,
     ]
     install_error_handlers(app, routers)
     for router in routers:

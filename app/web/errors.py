@@ -27,15 +27,24 @@ from app.errors import (
     BackendClosedError,
     BackendNotConfiguredError,
     BusClosedError,
+    ConcurrencyError,
     DataLayerError,
     DimensionMismatchError,
+    EntitiesNotReadyError,
+    EntityNotFoundError,
     EventArgumentError,
     EventArgumentTypeError,
+    EventNotFoundError,
     EventSerializationError,
     EventTooLargeError,
+    HasChildrenError,
+    InvalidCursorError,
+    InvalidEntityError,
     InvalidIdentifierError,
+    InvalidListingError,
     InvalidQueryError,
     InvalidVectorError,
+    MissingParentError,
     NotStartedError,
     PublishError,
     StateArgumentError,
@@ -107,7 +116,16 @@ STATUS_BY_ERROR: tuple[tuple[type[BaseException], int, str], ...] = (
     (NotStartedError, 503, "not_started"),
     (PublishError, 503, "publish_failed"),
     (StateBackendUnavailableError, 503, "state_unavailable"),
+    (EntitiesNotReadyError, 503, "entities_not_ready"),
     (EventTooLargeError, 413, "too_large"),
+    (EntityNotFoundError, 404, "not_found"),
+    (EventNotFoundError, 404, "not_found"),
+    (ConcurrencyError, 409, "version_conflict"),
+    (HasChildrenError, 409, "has_children"),
+    (MissingParentError, 422, "missing_parent"),
+    (InvalidCursorError, 422, "invalid_cursor"),
+    (InvalidListingError, 422, "invalid_input"),
+    (InvalidEntityError, 422, "invalid_input"),
     # The caller's arguments: the typed argument errors of the tree (app/errors.py).
     (StateArgumentError, 422, "invalid_input"),
     (StateArgumentTypeError, 422, "invalid_input"),
@@ -144,7 +162,21 @@ PUBLIC_MESSAGES: dict[str, str] = {
     "state_unavailable": "the state store is unavailable; retry later",
     "database_unavailable": "the database failed the request; retry later",
     "internal_error": "internal error; quote the request id",
+    "entities_not_ready": "the entity store is not ready; retry later",
 }
+
+
+def _entity_error_facts(exc: DataLayerError) -> tuple[Any, dict[str, str] | None]:
+    """The details (and headers) a client needs to act on an entity error: the current
+    version (and its ETag) on a conflict, the field of a missing parent, the children."""
+    if isinstance(exc, ConcurrencyError):
+        details = {"current_version": exc.current, "expected_version": exc.expected}
+        return details, {"ETag": f'"{exc.current}"'}
+    if isinstance(exc, MissingParentError):
+        return {"field": exc.field, "parent_type": exc.parent_type}, None
+    if isinstance(exc, HasChildrenError):
+        return {"children": exc.children}, None
+    return None, None
 
 
 # Outages a client may retry: their 503 says when (a short interval; an outage has no known end).
@@ -207,7 +239,10 @@ def install_error_handlers(app: FastAPI, routers: Sequence[APIRouter]) -> None:
     async def data_layer_error(request: Request, exc: DataLayerError) -> JSONResponse:
         status, code = _status_for(exc)
         if status < 500:
-            return error_response(status, code, str(exc), _request_id(request))
+            details, headers = _entity_error_facts(exc)
+            return error_response(
+                status, code, str(exc), _request_id(request), details, headers=headers
+            )
         log.error("api.backend_error", code=code, error=f"{type(exc).__name__}: {exc}")
         retry = {"Retry-After": str(RETRY_AFTER_S)} if code in RETRYABLE_CODES else None
         return error_response(

@@ -22,12 +22,12 @@ from app.state import StateBackend
 from app.web.body_reads import BodyReads
 from app.web.errors import PUBLIC_MESSAGES, RETRY_AFTER_S, error_response
 
-__all__ = ["ApiGuard", "caller_of"]
+__all__ = ["PROTECTED_PREFIXES", "ApiGuard", "caller_of", "is_protected"]
 
 log = structlog.get_logger(__name__)
 
-# Everything under these needs a token and is rate-limited (the data routes live under /api).
-PROTECTED_PREFIXES = ("/v1", "/api")
+# Our own API and the original service's (entities, events, ...): same auth and limits.
+PROTECTED_PREFIXES: tuple[str, ...] = ("/v1", "/api")
 REQUEST_ID_HEADER = "x-request-id"
 MAX_REQUEST_ID = 128
 
@@ -73,6 +73,12 @@ def _undecodable_path(scope: Scope) -> str | None:
 def _client_address(scope: Scope) -> str:
     client = scope.get("client")
     return f"ip:{client[0] if client else 'unknown'}"
+
+
+def is_protected(path: str) -> bool:
+    """Every path starting with ``/v1`` or ``/api`` (as ``/v1`` alone was before: nothing
+    under those prefixes answers without a token, not even a 404)."""
+    return path.startswith(PROTECTED_PREFIXES)
 
 
 def _route_path(scope: Scope) -> str:
@@ -136,7 +142,7 @@ class ApiGuard:
         extra = {"X-Request-ID": request_id}
         with structlog.contextvars.bound_contextvars(request_id=request_id):
             refusal = None
-            if _route_path(scope).startswith(PROTECTED_PREFIXES):
+            if is_protected(_route_path(scope)):
                 refusal = await self._guard(scope, headers, state, extra)
             declared = _declared_length(headers)
             if refusal is None and declared is not None and declared > self._max_body:

@@ -7,6 +7,8 @@ Both answer ``HEAD`` too, as load balancers' probes may ask.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+
 import structlog
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
@@ -43,10 +45,23 @@ async def ready(request: Request) -> JSONResponse:
         "status": "ok" if ok else "error",
         "backends": {
             name: {"status": result.status, "latency_ms": result.latency_ms}
+            | ({"details": _public(result.details)} if result.details else {})
             for name, result in results.items()
         },
     }
     return JSONResponse(body, status_code=200 if ok else 503)
+
+
+def _public(details: Mapping[str, object]) -> dict[str, object]:
+    """Only the numbers and flags of a backend's details (the entities' positions and lags):
+    their texts (a consumer's last error) go to the log and to ``check``, not to anyone."""
+    kept: dict[str, object] = {}
+    for key, value in details.items():
+        if isinstance(value, Mapping):
+            kept[key] = _public(value)
+        elif isinstance(value, bool | int | float):
+            kept[key] = value
+    return kept
 
 
 router.add_api_route("/live", live, methods=["HEAD"], include_in_schema=False)

@@ -54,6 +54,7 @@ async def test_health_is_public(api: httpx.AsyncClient) -> None:
         "vectors",
         "sessions",
         "conversations",
+        "entities",
     }
     assert {name for name, b in backends.items() if b["status"] == "disabled"} == {
         "redis",

@@ -32,6 +32,10 @@ VECTOR_BODIES = {
     ("POST", "/v1/vectors/{namespace}:batch"),
     ("POST", "/v1/vectors/{namespace}:query"),
 }
+# The entity API (/api) refuses schema-valid requests with 422 by rules JSON Schema cannot
+# state: an opaque cursor it did not hand out, an If-Match that names no version, a parent
+# id that names no live entity, a PATCH whose merged result breaks the model.
+ENTITY_PREFIX = "/api/"
 
 
 def free_port() -> int:
@@ -96,5 +100,6 @@ def test_no_server_errors_and_responses_match_the_schema(
     case: schemathesis.Case[Any], served_api: str
 ) -> None:
     """Generated requests never get a 5xx, and every response conforms to the schema."""
-    excluded = [positive_data_acceptance] if (case.method, case.path) in VECTOR_BODIES else []
+    semantic = (case.method, case.path) in VECTOR_BODIES or case.path.startswith(ENTITY_PREFIX)
+    excluded = [positive_data_acceptance] if semantic else []
     case.call_and_validate(base_url=served_api, headers=AUTH, excluded_checks=excluded)

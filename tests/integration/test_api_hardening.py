@@ -108,14 +108,18 @@ async def test_server_errors_show_a_fixed_message_and_log_the_detail(
 async def test_readiness_is_public_without_addresses_or_errors(
     overridden_container: Any,
 ) -> None:
-    """/health/ready tells anyone each backend's status and latency, never its address or
-    error; HEAD works for probes."""
+    """/health/ready tells anyone each backend's status and latency (and the entities' lag as
+    numbers), never its address or error; HEAD works for probes."""
     async with serve_app(overridden_container) as api:
         ready = await api.get("/health/ready", headers={"Authorization": ""})
         head = await api.head("/health/live", headers={"Authorization": ""})
     assert ready.status_code == 200, ready.text
     for name, backend in ready.json()["backends"].items():
-        assert set(backend) == {"status", "latency_ms"}, name
+        expected = {"status", "latency_ms"} | ({"details"} if name == "entities" else set())
+        assert set(backend) == expected, name
+    details = ready.json()["backends"]["entities"]["details"]
+    assert details["relay:bus"]["lag"] == 0
+    assert "last_error" not in details["relay:bus"]  # texts stay private
     assert head.status_code == 200
 
 

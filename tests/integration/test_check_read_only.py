@@ -47,7 +47,8 @@ async def run_check(tmp_path: Path) -> subprocess.CompletedProcess[str]:
 
 
 def statuses(stdout: str) -> dict[str, str]:
-    return {line.split()[0]: line.split()[1] for line in stdout.splitlines()[1:]}
+    table = stdout.partition("\n\n")[0]  # details (the entities' lag) follow a blank line
+    return {line.split()[0]: line.split()[1] for line in table.splitlines()[1:]}
 
 
 async def save_some_vectors(path: Path) -> None:

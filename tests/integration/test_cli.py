@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import socket
@@ -47,7 +48,8 @@ def test_check_single_node_with_nothing_installed(tmp_path: Path) -> None:
     """check on the embedded defaults prints a ready table and exits 0; Postgres is stopped."""
     result = run_app(tmp_path, "check")
     assert result.returncode == 0, result.stderr
-    lines = result.stdout.splitlines()
+    table, _, details = result.stdout.partition("\n\n")
+    lines = table.splitlines()
     assert lines[0].split() == ["backend", "status", "latency_ms", "address", "error"]
     statuses = {line.split()[0]: line.split()[1] for line in lines[1:]}
     assert statuses == {
@@ -58,10 +60,16 @@ def test_check_single_node_with_nothing_installed(tmp_path: Path) -> None:
         "vectors": "ok",
         "sessions": "ok",
         "conversations": "ok",
+        "entities": "ok",
         "redis": "disabled",
         "elasticsearch": "disabled",
         "rabbitmq": "disabled",
     }
+    # Below the table: check never migrates, so on a new database the entities report their
+    # tables as pending migrations (serve applies them).
+    assert details.startswith("entities details: ")
+    reported = json.loads(details.removeprefix("entities details: "))
+    assert "table agents does not exist" in reported["pending_migrations"]
     assert not (tmp_path / "data" / "postgres" / "postmaster.pid").exists()
 
 
@@ -87,7 +95,8 @@ def test_check_distributed_against_local_services(
         STATE__NAMESPACE=unique_name,
     )
     assert result.returncode == 0, result.stderr
-    statuses = {line.split()[0]: line.split()[1] for line in result.stdout.splitlines()[1:]}
+    table = result.stdout.partition("\n\n")[0]
+    statuses = {line.split()[0]: line.split()[1] for line in table.splitlines()[1:]}
     assert statuses == {
         "redis": "ok",
         "postgres": "ok",
@@ -95,6 +104,7 @@ def test_check_distributed_against_local_services(
         "rabbitmq": "ok",
         "state": "ok",
         "events": "ok",
+        "entities": "ok",
         "vectors": "ok",
         "sessions": "ok",
         "conversations": "ok",

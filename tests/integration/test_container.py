@@ -88,6 +88,7 @@ async def test_single_node_uses_memory_and_never_connects_to_redis(
             "vectors": "ok",
             "sessions": "ok",
             "conversations": "ok",
+            "entities": "ok",
             "redis": "disabled",
             "elasticsearch": "disabled",
             "rabbitmq": "disabled",
@@ -145,6 +146,7 @@ async def test_distributed_resolves_every_provider(
             "vectors",
             "sessions",
             "conversations",
+            "entities",
         }
     assert lifecycle.started == ()
 

@@ -128,7 +128,8 @@ def test_check_with_the_users_container_reports_its_resource(tmp_path: Path) -> 
     """``check --container`` starts, pings and stops the audit trail with everything else."""
     result = run_cli(tmp_path, "check", "--container", SPEC)
     assert result.returncode == 0, result.stderr
-    rows = {line.split()[0]: line.split() for line in result.stdout.splitlines()[1:]}
+    table = result.stdout.partition("\n\n")[0]  # details follow a blank line
+    rows = {line.split()[0]: line.split() for line in table.splitlines()[1:]}
     assert rows["audit"][1] == "ok"
     assert rows["audit"][3] == str(tmp_path / "data" / "audit.jsonl")
     assert (tmp_path / "data" / "audit.jsonl").exists()

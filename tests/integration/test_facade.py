@@ -111,6 +111,7 @@ async def test_original_usage_distributed(
             "rabbitmq": "ok",
             "state": "ok",
             "events": "ok",
+            "entities": "ok",
         }
         assert set(health.latency_ms) == set(health.details)
 
@@ -211,10 +212,10 @@ async def test_health_reports_a_stopped_backend_within_its_timeout(
         elapsed = asyncio.get_running_loop().time() - started
         assert health.ok is False
         assert health.details["postgres"].startswith("error: ")
-        on_the_pool = {"postgres", "database", "conversations"}
-        assert all(health.details[name].startswith("error: ") for name in on_the_pool)
-        others = {k: v for k, v in health.details.items() if k not in on_the_pool}
-        assert others == {
+        # The database client, the conversations and the entities live on that pool too.
+        down = {"postgres", "database", "conversations", "entities"}
+        assert all(health.details[name].startswith("error: ") for name in down)
+        assert {k: v for k, v in health.details.items() if k not in down} == {
             "redis": "ok",
             "elasticsearch": "disabled",
             "vectors": "ok",

@@ -9,6 +9,7 @@ from typing import Any
 import pytest
 from dependency_injector import providers
 
+from app.entities.runtime import Entities
 from app.events import RabbitMQEventBus
 from app.state import RedisStateBackend
 from containers import Container, build_lifecycle, create_container, plan
@@ -34,6 +35,9 @@ def distributed_settings(tmp_path: Path, **overrides: Any) -> Settings:
         "rabbitmq": {"url": CLOSED_RABBITMQ_URL, "connect_timeout_s": 1},
         "faiss": {"index_path": tmp_path / "faiss", "dimension": 4},
         "log": {"level": "WARNING"},
+        # The entities' Redis pub/sub would be another user of Redis; these tests are about
+        # the state backend's and the bus's clients.
+        "entities": {"redis_pubsub": False},
     }
     values.update(overrides)
     return load_settings(**values)
@@ -85,6 +89,7 @@ async def test_distributed_with_state_and_bus_overridden_never_touches_redis_or_
             "vectors",
             "sessions",
             "conversations",
+            "entities",
         }
         state = await get_state_backend(container)
         assert state is fakes.state
@@ -165,6 +170,8 @@ async def test_overriding_postgres_skips_the_embedded_postgres(
     overridden_container.postgres.override(providers.Object(pool))
     overridden_container.database.override(providers.Object(None))
     overridden_container.conversation_history.override(providers.Object(object()))
+    # The entities run on Postgres: with a stand-in pool they are overridden too.
+    overridden_container.entities.override(providers.Object(Entities.without_postgres()))
     async with build_lifecycle(overridden_container) as lifecycle:
         assert set(lifecycle.started) == {"logging", "sessions"}
         assert overridden_container.postgres() is pool

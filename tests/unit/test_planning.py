@@ -33,7 +33,8 @@ async def nothing(*_: object) -> AsyncIterator[str]:
 
 def test_single_node_starts_no_redis_and_no_rabbitmq(tmp_path: Path) -> None:
     """single_node + inprocess starts logging, embedded Postgres and the database client on it,
-    memory state, bus, vectors, and the sessions and conversations on them."""
+    memory state, bus, vectors, the sessions and conversations on them, and the entities after
+    Postgres and the bus (no Redis for their pub/sub)."""
     units = names(data_dir=tmp_path)
     assert set(units) == {
         "logging",
@@ -44,11 +45,14 @@ def test_single_node_starts_no_redis_and_no_rabbitmq(tmp_path: Path) -> None:
         "vectors",
         "sessions",
         "conversations",
+        "entities",
     }
     assert units["state"] == ("logging",)
     assert units["database"] == ("logging", "postgres")
     assert units["sessions"] == ("logging", "state")
     assert units["conversations"] == ("logging", "database", "postgres")
+    assert {"postgres", "events"} <= set(units["entities"])
+    assert "redis" not in units["entities"]
 
 
 def test_distributed_with_rabbitmq_starts_everything_in_dependency_order() -> None:
@@ -69,9 +73,17 @@ def test_distributed_with_rabbitmq_starts_everything_in_dependency_order() -> No
         "vectors",
         "sessions",
         "conversations",
+        "entities",
     }
     assert units["state"] == ("logging", "redis")
     assert units["events"] == ("logging", "rabbitmq")
+    assert set(units["entities"]) == {"logging", "postgres", "database", "events", "redis"}
+
+
+def test_entities_publish_to_redis_only_when_asked() -> None:
+    """ENTITIES__REDIS_PUBSUB=false in distributed mode: the entities do not wait for Redis."""
+    units = names(deployment_mode="distributed", entities={"redis_pubsub": False})
+    assert "redis" not in units["entities"]
 
 
 def test_elasticsearch_only_when_hosts_are_set() -> None:
@@ -143,9 +155,10 @@ def test_unit_timeouts_follow_the_backends_own_timeouts() -> None:
 
 
 def test_redis_is_left_off_when_its_only_user_is_overridden() -> None:
-    """Redis starts on demand: with the state backend overridden nothing uses it, so it is
-    reported as disabled with what to set, not started."""
-    container = create_container(load_settings(deployment_mode="distributed"))
+    """Redis starts on demand: with the state backend overridden and the entities' pub/sub
+    off, nothing uses it, so it is reported as disabled with what to set, not started."""
+    settings = load_settings(deployment_mode="distributed", entities={"redis_pubsub": False})
+    container = create_container(settings)
     container.state_backend.override(providers.Object(object()))
     result = plan(container)
     assert "redis" not in {unit.name for unit in result.units}

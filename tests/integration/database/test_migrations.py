@@ -14,7 +14,7 @@ import asyncpg
 import pytest
 
 from app.database import PostgreSQLClient
-from app.database.migration_files import PRODUCT_SOURCE, checksum
+from app.database.migration_files import PRODUCT_SOURCE, checksum, discover, migration_sources
 from app.database.migrator import LEDGER_TABLE, MigrationRunner, load_migration_runner
 from app.errors import MigrationChecksumError, MigrationFailedError, MigrationFileError
 
@@ -211,12 +211,15 @@ async def test_three_processes_starting_together_apply_each_file_once(
     for process, (_, err) in zip(processes, outputs, strict=True):
         assert process.returncode == 0, err.decode()
     applied_lines = [out.decode().count("applied ") for out, _ in outputs]
-    assert sorted(applied_lines) == [0, 0, 4]  # one process applied all; two found nothing
+    # One process applied all (the product's files and the two here); two found nothing.
+    files = [migration.version for migration in discover(migration_sources([tmp_path]))]
+    assert sorted(applied_lines) == [0, 0, len(files)]
     connection = await asyncpg.connect(fresh_database_dsn)
     try:
         assert await connection.fetchval("SELECT count(*) FROM applied_by") == 1
         versions = await connection.fetch(f"SELECT version FROM {LEDGER_TABLE} ORDER BY 1")
-        assert [row["version"] for row in versions] == [1, 300, 1000, 1001]
+        assert [row["version"] for row in versions] == sorted(files)
+        assert {1000, 1001} <= set(files)
     finally:
         await connection.close()
 
@@ -255,10 +258,9 @@ def test_the_cli_applies_lists_and_fails_in_one_line(
     assert status.stdout.splitlines()[0].split() == [
         "version", "name", "state", "applied_at", "source"
     ]  # fmt: skip
+    product_and_here = discover(migration_sources([tmp_path]))
     assert {line.split()[0]: line.split()[2] for line in status.stdout.splitlines()[1:]} == {
-        "0001": "applied",
-        "0300": "applied",
-        "1000": "applied",
+        f"{migration.version:04d}": "applied" for migration in product_and_here
     }
     path.write_text("CREATE TABLE t (x bigint);")
     failed = run_migrate(fresh_database_dsn, tmp_path)
@@ -272,7 +274,8 @@ def test_the_cli_applies_lists_and_fails_in_one_line(
 
 @pytest.mark.slow
 async def test_check_never_migrates(fresh_database_dsn: str, tmp_path: Path) -> None:
-    """`python -m app check` reports the database ready without applying any migration."""
+    """`python -m app check` reports the database ready without applying any migration (the
+    entities report their tables as pending migrations)."""
     env = {
         **os.environ,
         "POSTGRES__DSN": fresh_database_dsn,
@@ -286,9 +289,12 @@ async def test_check_never_migrates(fresh_database_dsn: str, tmp_path: Path) -> 
         stdout=subprocess.PIPE, stderr=subprocess.PIPE,
     )  # fmt: skip
     out, err = await process.communicate()
-    assert process.returncode == 0, err.decode()
-    statuses = {line.split()[0]: line.split()[1] for line in out.decode().splitlines()[1:]}
+    table = out.decode().partition("\n\n")[0]
+    statuses = {line.split()[0]: line.split()[1] for line in table.splitlines()[1:]}
     assert statuses["database"] == "ok"
+    assert statuses["entities"] == "ok"
+    assert "pending_migrations" in out.decode()
+    assert process.returncode == 0, err.decode()
     connection = await asyncpg.connect(fresh_database_dsn)
     try:
         assert await connection.fetchval("SELECT to_regclass($1)", LEDGER_TABLE) is None
