@@ -84,6 +84,7 @@ def mode_settings(
         redis={"url": redis_url},
         rabbitmq={"url": rabbitmq_url, "exchange": name},
         state={"namespace": name},
+        vectors={"backend": "faiss"},  # the loopback Postgres 15 has no pgvector
     )
 
 
