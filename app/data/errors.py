@@ -10,7 +10,7 @@ the built-in a caller would expect::
     │   ├── DataUnitClosedError (RuntimeError)    a call after shutdown()
     │   ├── DataUnitLockedError (TimeoutError)    another process held the file's lock too long
     │   ├── DataUnitCorruptError                  the file and its backup are both unreadable
-    │   └── StreamOverflowError                   a subscriber fell more than its queue behind
+    │   └── DataUnitOverflowError                 a subscriber fell more than its queue behind
     ├── SessionError
     │   ├── InvalidSessionError (ValueError)      a bad user id, metadata or config value
     │   ├── SessionNotFoundError (LookupError)    no live session with that id
@@ -38,6 +38,7 @@ __all__ = [
     "DataUnitCorruptError",
     "DataUnitError",
     "DataUnitLockedError",
+    "DataUnitOverflowError",
     "DataUnitTypeError",
     "FieldMappingError",
     "InvalidConversationError",
@@ -47,7 +48,6 @@ __all__ = [
     "SessionError",
     "SessionLimitError",
     "SessionNotFoundError",
-    "StreamOverflowError",
     "TransferError",
     "UnrepresentableError",
     "UnsafeXMLError",
@@ -86,7 +86,7 @@ class DataUnitCorruptError(DataUnitError):
         )
 
 
-class StreamOverflowError(DataUnitError):
+class DataUnitOverflowError(DataUnitError):
     """The subscriber's queue was full when a value came: it was detached, values were lost."""
 
     def __init__(self, maxsize: int, dropped: int) -> None:

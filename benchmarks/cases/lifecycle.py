@@ -144,17 +144,13 @@ async def lifecycle_case(config: BenchConfig) -> list[Measurement]:
                     stack_starts.append(start_ms)
                     stack_stops.append(stop_ms)
                 else:
-                    raw_starts.append(
-                        await time_raw_gather(list(singles.values()), settings.log)
-                    )
+                    raw_starts.append(await time_raw_gather(list(singles.values()), settings.log))
         # The user's resource against the same stack without it, in pairs whose order
         # alternates, many of them: the difference looked for is small beside the noise.
         for pair in range(3 * rounds):
             sides = [False, True] if pair % 2 else [True, False]
             for with_user in sides:
-                start_ms = (
-                    await time_stack(settings, backends_only=True, with_user=with_user)
-                )[0]
+                start_ms = (await time_stack(settings, backends_only=True, with_user=with_user))[0]
                 (user_starts if with_user else paired_starts).append(start_ms)
             user_alone.append((await time_resource(user_resource))[0])
     await delete_bus_topology(config.rabbitmq_url, EXCHANGE)

@@ -19,11 +19,11 @@ from app.data import (
     DataUnitFile,
     DataUnitLockedError,
     DataUnitMemory,
+    DataUnitOverflowError,
     DataUnitStream,
     DataUnitString,
     DataUnitType,
     DataUnitTypeError,
-    StreamOverflowError,
 )
 
 
@@ -94,7 +94,7 @@ async def test_stream_delivers_each_value_to_every_subscriber_in_order() -> None
 
 
 async def test_slow_subscriber_is_detached_with_an_overflow_error_after_draining() -> None:
-    """A full queue detaches its subscriber; it reads what was queued, then StreamOverflowError."""
+    """A full queue detaches its subscriber: it reads what was queued, then the overflow error."""
     stream = DataUnitStream(DataUnitConfig(data_type="stream", cache_size=2))
     slow = await stream.subscribe()
     for value in range(5):
@@ -103,7 +103,7 @@ async def test_slow_subscriber_is_detached_with_an_overflow_error_after_draining
     assert slow.overflowed
     assert stream.subscriber_count == 0
     assert [await slow.get(), await slow.get()] == [0, 1]
-    with pytest.raises(StreamOverflowError, match=r"queue of 2 was full"):
+    with pytest.raises(DataUnitOverflowError, match=r"queue of 2 was full"):
         await slow.get()
 
 

@@ -3,7 +3,7 @@
 A subscriber that lets its queue fill up is not allowed to grow memory or to slow the
 producer: on the value that finds its queue full it is detached, and once it has read what
 its queue still holds, its next ``get()`` raises
-:class:`~app.data.errors.StreamOverflowError` saying how many values it missed. After
+:class:`~app.data.errors.DataUnitOverflowError` saying how many values it missed. After
 ``shutdown()``, a subscriber's ``get()`` raises ``DataUnitClosedError`` once drained.
 """
 
@@ -15,7 +15,7 @@ from typing import Any, Final
 
 import structlog
 
-from app.data.errors import DataUnitClosedError, DataUnitError, StreamOverflowError
+from app.data.errors import DataUnitClosedError, DataUnitError, DataUnitOverflowError
 from app.data.units.base import DataUnitBase
 from app.data.units.config import DataUnitType
 
@@ -47,7 +47,7 @@ class StreamSubscription(asyncio.Queue[Any]):
             self.put_nowait(value)
         except asyncio.QueueFull:
             self._dropped += 1
-            self._end = StreamOverflowError(self.maxsize, self._dropped)
+            self._end = DataUnitOverflowError(self.maxsize, self._dropped)
             return False
         return True
 
