@@ -95,7 +95,7 @@ class Delete:
 Change = Create | Update | Delete
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class StoredEvent:
     """One row of the events table."""
 

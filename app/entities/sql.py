@@ -240,18 +240,29 @@ def list_sql(entity: EntityType, parent_field: str | None, *, after_cursor: bool
 @cache
 def create_many_with_events_sql(entity: EntityType) -> str:
     """Many creates of a type without parents and their events in ONE statement (one round
-    trip, its own transaction): the arrays of ``create_many_sql``, then the eight event
-    arrays of ``batch_events_sql`` numbered after them."""
-    first_event = 3 + len(entity.columns)
+    trip, its own transaction). Only what differs per change travels as an array: $1 entity
+    ids, $2 the timestamp, $3... one array per field, then the event ids, the event type,
+    the payloads and the metadata. (asyncpg checks and encodes every array element, and the
+    server parses each: repeating constants per row cost a fifth of a batch.)"""
+    fields = len(entity.columns)
+    event_ids, event_type, payloads, metadata = (3 + fields + i for i in range(4))
     arrays = ", ".join(
-        f"${first_event + i}::{kind}[]"
-        for i, kind in enumerate(
-            ("uuid", "text", "text", "uuid", "integer", "jsonb", "jsonb", "timestamptz")
-        )
+        ["$1::uuid[]", *(f"${3 + i}::{c.sql_type}[]" for i, c in enumerate(entity.columns))]
+    )
+    names = ", ".join(["id", *(f"f{i}" for i in range(fields))])
+    columns = ", ".join(c.name for c in entity.columns)
+    values = ", ".join(f"u.f{i}" for i in range(fields))
+    written = (
+        f"written AS (INSERT INTO {entity.table} ({_SYSTEM}, {columns}) "
+        f"SELECT u.id, 1, $2::timestamptz, $2::timestamptz, {values} "
+        f"FROM unnest({arrays}) AS u({names}) RETURNING id)"
     )
     return (
-        f"WITH written AS ({create_many_sql(entity)} RETURNING id), {_LOCK} "
+        f"WITH {written}, {_LOCK} "
         f"INSERT INTO events ({EVENT_COLUMNS}) "
-        f"SELECT nextval('events_global_position_seq'), e.* FROM lock, unnest({arrays}) AS e "
+        f"SELECT nextval('events_global_position_seq'), e.event_id, ${event_type}::text, "
+        f"'{entity.name}', e.entity_id, 1, e.payload, ${metadata}::jsonb, $2::timestamptz "
+        f"FROM lock, unnest(${event_ids}::uuid[], $1::uuid[], ${payloads}::jsonb[]) "
+        "AS e(event_id, entity_id, payload) "
         "RETURNING event_id, global_position"
     )

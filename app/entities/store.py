@@ -69,7 +69,7 @@ class EntityPage:
     next_cursor: str | None
 
 
-@dataclass
+@dataclass(slots=True)
 class _Pending:
     """An event to insert with the batch's last statement."""
 
@@ -427,21 +427,16 @@ class EntityStore:
             for i, st in zip(ids, states, strict=True)
         ]
         event_ids = [uuid4() for _ in run]
-        count = len(run)
         async with self._pool.acquire() as conn:
             rows = await conn.fetch(
                 sql.create_many_with_events_sql(entity),
                 ids,
-                [now] * count,
+                now,
                 *([c.to_db(getattr(s, c.name)) for s in states] for c in entity.columns),
                 event_ids,
-                [p.event_type for p in pending],
-                [entity.name] * count,
-                ids,
-                [1] * count,
+                entity.event_type("created"),
                 [_json(p.payload) for p in pending],
-                [metadata] * count,
-                [now] * count,
+                metadata,
             )
         self._committed()
         by_event = {r["event_id"]: r["global_position"] for r in rows}
