@@ -120,7 +120,7 @@ def _address(settings: Settings) -> str:
 
 
 def _stop_timeout(settings: Settings) -> float:
-    # A relay stops at once; a publish in flight is cut short and re-sent by the next relay.
+    # A relay lets its batch in flight finish (publish timeout at most) before it stops.
     return settings.entities.relay_publish_timeout_s + TIMEOUT_MARGIN_S
 
 

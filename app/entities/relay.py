@@ -7,10 +7,12 @@ goes with it, and a standby takes over from the checkpoint.
 
 The loop: read the events after the checkpoint (``batch_size`` at most), publish them, and
 only once the sink has acknowledged them move the checkpoint to the last one. A crash between
-the two re-sends that batch after restart (same event ids), never skips one. A failed
-publish keeps the checkpoint and retries with exponential backoff; the relay's status says
-why. It wakes on ``wake()`` (the store calls it after each local commit) and polls every
-``poll_interval_s`` for commits of other processes.
+the two re-sends that batch after restart (same event ids), never skips one; a relay that
+is stopped (its process shutting down) first lets the batch in flight be acknowledged and
+checkpointed, so the relay taking over sends none of it again. A failed publish keeps the
+checkpoint and retries with exponential backoff; the relay's status says why. It wakes on
+``wake()`` (the store calls it after each local commit) and polls every ``poll_interval_s``
+for commits of other processes.
 """
 
 from __future__ import annotations
@@ -18,12 +20,14 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import hashlib
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 
 import asyncpg
 import structlog
 
 from app.entities.event_log import read_after
+from app.entities.records import StoredEvent
 from app.entities.sinks import Sink
 from app.entities.sql import Connection
 
@@ -112,6 +116,11 @@ class Relay:
         self._lock_key = consumer_lock_key(self.name)
         self._wake = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
+        # Set by stop(); an Event, as mypy would narrow a bool away in the loops that test it.
+        self._stopping = asyncio.Event()
+        # Cleared from the start of a publish until its checkpoint is written.
+        self._between_batches = asyncio.Event()
+        self._between_batches.set()
         self._active = False
         self._checkpoint: int | None = None
         self._delivered = 0
@@ -128,20 +137,27 @@ class Relay:
 
     async def start(self) -> None:
         if self._task is None:
+            self._stopping.clear()
             self._task = asyncio.create_task(self._run(), name=self.name)
 
     async def stop(self) -> None:
-        """Stop at once; the batch in flight (if any) is re-sent by the next active relay."""
+        """Stop once the batch in flight, if any, is acknowledged and checkpointed (no new one
+        starts), so the relay taking over sends none of it again. A batch still unfinished
+        after ``publish_timeout_s`` is cut short; the next active relay re-sends it."""
         task, self._task = self._task, None
         if task is None:
             return
+        self._stopping.set()
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(self._publish_timeout_s):
+                await self._between_batches.wait()
         task.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await task
 
     async def _run(self) -> None:
         backoff = INITIAL_BACKOFF_S
-        while not self._pool.is_closing():
+        while not self._stopping.is_set() and not self._pool.is_closing():
             try:
                 async with self._pool.acquire() as conn:
                     if await conn.fetchval("SELECT pg_try_advisory_lock($1)", self._lock_key):
@@ -170,37 +186,58 @@ class Relay:
         position = await ensure_checkpoint(conn, self.name)
         self._checkpoint = position
         backoff = INITIAL_BACKOFF_S
-        while True:
+        while not self._stopping.is_set():
             self._wake.clear()
             events = await read_after(conn, position, self._batch)
             if not events:
                 await self._sleep(self._poll_s)
                 continue
-            try:
-                async with asyncio.timeout(self._publish_timeout_s):
-                    await self.sink.publish(events)
-            except Exception as exc:
-                self._last_error = f"publish to {self.sink.name} failed: {type(exc).__name__}"
+            if self._stopping.is_set():  # start no batch that stop() would cut short
+                return
+            with self._batch_in_flight():
+                failure = await self._publish(events)
+                if failure is None:
+                    position = events[-1].global_position
+                    await conn.execute(
+                        "UPDATE event_checkpoints SET position = $2, updated_at = now() "
+                        "WHERE name = $1",
+                        self.name,
+                        position,
+                    )
+            if failure is not None:
+                self._last_error = f"publish to {self.sink.name} failed: {type(failure).__name__}"
                 log.warning(
                     "entities.relay_publish_failed",
                     relay=self.name,
                     position=position,
-                    error=f"{type(exc).__name__}: {exc}",
+                    error=f"{type(failure).__name__}: {failure}",
                     retry_in_s=backoff,
                 )
                 await asyncio.sleep(backoff)
                 backoff = min(backoff * 2, self._max_backoff_s)
                 continue
-            position = events[-1].global_position
-            await conn.execute(
-                "UPDATE event_checkpoints SET position = $2, updated_at = now() WHERE name = $1",
-                self.name,
-                position,
-            )
             self._checkpoint = position
             self._delivered += len(events)
             self._last_error = None
             backoff = INITIAL_BACKOFF_S
+
+    async def _publish(self, events: Sequence[StoredEvent]) -> Exception | None:
+        """Send ``events``; the error if the sink did not acknowledge them all in time."""
+        try:
+            async with asyncio.timeout(self._publish_timeout_s):
+                await self.sink.publish(events)
+        except Exception as exc:
+            return exc
+        return None
+
+    @contextlib.contextmanager
+    def _batch_in_flight(self) -> Iterator[None]:
+        """What ``stop()`` waits for: from the start of a publish to its checkpoint."""
+        self._between_batches.clear()
+        try:
+            yield
+        finally:
+            self._between_batches.set()
 
     async def _sleep(self, seconds: float) -> None:
         """Until woken or ``seconds`` pass."""

@@ -7,6 +7,7 @@ says why) while a relay cannot publish or a projection keeps failing.
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Sequence
 from typing import Any
 
@@ -86,8 +87,10 @@ class Entities:
     async def stop(self) -> None:
         if not self._started:
             return
-        for consumer in reversed(self._consumers):
-            await consumer.stop()
+        # Together: each relay may wait up to its publish timeout for its batch in flight,
+        # and the lifecycle allows the entities one publish timeout (plus a margin) in all.
+        await asyncio.gather(*(consumer.stop() for consumer in self._consumers))
+        for consumer in self._consumers:
             self.store.remove_commit_listener(consumer.wake)
         self._started = False
 

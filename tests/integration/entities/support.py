@@ -8,7 +8,7 @@ from collections.abc import Awaitable, Callable, Sequence
 
 from app.entities import StoredEvent
 
-__all__ = ["FlakySink", "RecordingSink", "eventually"]
+__all__ = ["FlakySink", "RecordingSink", "SlowSink", "eventually"]
 
 
 async def eventually(
@@ -58,3 +58,21 @@ class FlakySink(RecordingSink):
         if self.down:
             raise ConnectionError("broker down")
         await super().publish(events)
+
+
+class SlowSink(RecordingSink):
+    """Acknowledges each event after ``delay_s`` (``None``: never); ``started`` is set once
+    a batch is under way."""
+
+    def __init__(self, name: str = "slow", delay_s: float | None = 0.005) -> None:
+        super().__init__(name)
+        self.delay_s = delay_s
+        self.started = asyncio.Event()
+
+    async def publish(self, events: Sequence[StoredEvent]) -> None:
+        self.started.set()
+        for event in events:
+            if self.delay_s is None:
+                await asyncio.Event().wait()
+            await asyncio.sleep(self.delay_s or 0)
+            self.events.append(event)

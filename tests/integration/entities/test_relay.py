@@ -17,7 +17,7 @@ from app.entities.runtime import Entities
 from app.entities.sinks import BusSink, RedisPubSubSink
 from app.errors import EntitiesNotReadyError
 from app.events import DataEvent, InProcessEventBus
-from tests.integration.entities.support import FlakySink, RecordingSink, eventually
+from tests.integration.entities.support import FlakySink, RecordingSink, SlowSink, eventually
 
 pytestmark = pytest.mark.integration
 
@@ -123,6 +123,51 @@ async def test_d7_one_active_relay_per_sink(store: EntityStore, database: str) -
         await first_pool.close()
         await second_pool.close()
     assert shared.positions == list(range(1, 21))
+
+
+async def test_d7_a_stopped_relay_finishes_its_batch_in_flight(
+    store: EntityStore, pool: asyncpg.Pool, database: str
+) -> None:
+    """D7: a relay stopped while a batch is on its way waits for the sink's acknowledgement
+    and moves its checkpoint first; the relay taking over sends none of that batch again."""
+    await make_documents(store, 100)
+    first_pool = await asyncpg.create_pool(database, min_size=1, max_size=2)
+    second_pool = await asyncpg.create_pool(database, min_size=1, max_size=2)
+    shared = SlowSink("shared-slow")
+    first = Relay(first_pool, shared, batch_size=40, standby_retry_s=0.05)
+    second = Relay(second_pool, shared, batch_size=40, standby_retry_s=0.05)
+    try:
+        await first.start()
+        async with asyncio.timeout(10):
+            await shared.started.wait()
+        await second.start()
+        await first.stop()
+        assert len(shared.events) == 40, "the stop cut the batch in flight short"
+        assert await checkpoint(pool, "relay:shared-slow") == 40
+        await eventually(lambda: len(shared.events) >= 100, what="the standby taking over")
+    finally:
+        await first.stop()
+        await second.stop()
+        await first_pool.close()
+        await second_pool.close()
+    assert shared.positions == list(range(1, 101))
+
+
+async def test_d7_a_stop_waits_no_longer_than_the_publish_timeout(
+    store: EntityStore, pool: asyncpg.Pool
+) -> None:
+    """A sink that never acknowledges holds a stop for ``publish_timeout_s`` at most; the
+    batch stays unacknowledged (the checkpoint does not move)."""
+    await make_documents(store, 3)
+    sink = SlowSink("hanging", delay_s=None)
+    relay = Relay(pool, sink, publish_timeout_s=0.3)
+    await relay.start()
+    async with asyncio.timeout(10):
+        await sink.started.wait()
+    async with asyncio.timeout(2):
+        await relay.stop()
+    assert sink.events == []
+    assert await checkpoint(pool, "relay:hanging") == 0
 
 
 async def test_d8_redis_pubsub_gets_the_event_json(
