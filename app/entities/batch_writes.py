@@ -52,7 +52,7 @@ class BatchWrites(StoreCore):
                 return await self._create_many_at_once(run, metadata, now)
         pending: list[Pending] = []
         results: list[Written | Pending] = []
-        async with self._pool.acquire() as conn, conn.transaction():
+        async with self._connection("apply") as conn, conn.transaction():
             index = 0
             while index < len(changes):
                 change = changes[index]
@@ -92,7 +92,7 @@ class BatchWrites(StoreCore):
         ]
         event_ids = [uuid4() for _ in run]
         count = len(run)
-        async with self._pool.acquire() as conn:
+        async with self._connection("apply") as conn:
             rows = await conn.fetch(
                 sql.create_many_with_events_sql(entity),
                 ids,

@@ -34,7 +34,7 @@ class EntityReads(StoreCore):
     async def get(self, entity_name: str, entity_id: UUID) -> BaseModel:
         """The live entity; ``EntityNotFoundError`` if there is none (or it was deleted)."""
         entity = self.registry.get(entity_name)
-        async with self._pool.acquire() as conn:
+        async with self._connection(f"get {entity.name}") as conn:
             row = await conn.fetchrow(sql.select_sql(entity), entity_id)
         if row is None:
             raise EntityNotFoundError(entity.name, entity_id)
@@ -70,7 +70,7 @@ class EntityReads(StoreCore):
         query = sql.list_sql(
             entity, None if parent is None else parent[0], after_cursor=cursor is not None
         )
-        async with self._pool.acquire() as conn:
+        async with self._connection(f"list {entity.name}") as conn:
             rows = await conn.fetch(query, *args)
         more = len(rows) > limit
         rows = rows[:limit]

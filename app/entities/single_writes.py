@@ -57,7 +57,7 @@ class SingleWrites(StoreCore):
         now = datetime.now(UTC)
         payload = {"state": entity.state_json(state)}
         metadata = metadata_json(context)
-        async with self._pool.acquire() as conn:
+        async with self._connection(f"create {entity.name}") as conn:
             position = await conn.fetchval(
                 sql.create_sql(entity),
                 entity_id,
@@ -101,7 +101,7 @@ class SingleWrites(StoreCore):
         event and returns the entity as it is."""
         entity = self.registry.get(entity_name)
         metadata = metadata_json(context)
-        async with self._pool.acquire() as conn:
+        async with self._connection(f"update {entity.name}") as conn:
             for _attempt in range(UNCONDITIONAL_RETRIES):
                 row = await conn.fetchrow(sql.select_sql(entity), entity_id)
                 if row is None:
@@ -161,7 +161,7 @@ class SingleWrites(StoreCore):
         live children is refused with ``HasChildrenError`` naming them."""
         entity = self.registry.get(entity_name)
         metadata = metadata_json(context)
-        async with self._pool.acquire() as conn, conn.transaction():
+        async with self._connection(f"delete {entity.name}") as conn, conn.transaction():
             # The row lock makes a concurrent child insert (which share-locks the parent)
             # finish first; the children query after it, a new snapshot, then sees it.
             row = await conn.fetchrow(sql.lock_row_sql(entity), entity_id)
