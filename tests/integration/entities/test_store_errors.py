@@ -1,4 +1,4 @@
-"""Driver errors at the store's boundary come out typed: a taken id is an
+"""D12: driver errors at the store's boundary come out typed: a taken id is an
 ``EntityExistsError``, a lost connection a ``DatabaseConnectionError``, a closed pool a
 ``DatabaseNotConnectedError``; and whatever failed, nothing is half-written (D1)."""
 
@@ -37,8 +37,8 @@ async def new_agent(store: EntityStore, agent_id: UUID | None = None) -> UUID:
 async def test_create_with_a_taken_id_is_entity_exists(
     store: EntityStore, pool: asyncpg.Pool
 ) -> None:
-    """A create naming the id of a live or a deleted entity is an EntityExistsError naming
-    the type and the id; no row and no event is written."""
+    """D12: a create naming the id of a live or a deleted entity is an EntityExistsError
+    naming the type and the id; no row and no event is written."""
     agent_id = await new_agent(store)
     document = await store.create("document", {"title": "t"})
     document_id = document.entity.id  # type: ignore[attr-defined]
@@ -59,8 +59,8 @@ async def test_create_with_a_taken_id_is_entity_exists(
 async def test_apply_with_a_taken_id_is_entity_exists(
     store: EntityStore, pool: asyncpg.Pool
 ) -> None:
-    """A batch creating a taken id (in one statement, in the general transaction, or twice in
-    the batch itself) is an EntityExistsError naming it; none of the batch is written."""
+    """D12: a batch creating a taken id (in one statement, in the general transaction, or
+    twice in the batch itself) is an EntityExistsError naming it; none of it is written."""
     agent_id = await new_agent(store)
     twice = uuid4()
     before = await row_counts(pool)
@@ -152,8 +152,8 @@ async def test_a_connection_lost_mid_write_is_a_database_connection_error(
     staller: WriteStaller,
     write: str,
 ) -> None:
-    """A write whose connection is killed while it runs (its event insert waiting) raises
-    DatabaseConnectionError with the driver's error as the cause; nothing is written."""
+    """D12: a write whose connection is killed while it runs (its event insert waiting)
+    raises DatabaseConnectionError with the driver's error as the cause; nothing is written."""
     agent_id = await new_agent(store)
     before = await row_counts(pool)
     await staller.stall()
@@ -169,7 +169,7 @@ async def test_a_connection_lost_mid_write_is_a_database_connection_error(
 async def test_a_closed_pool_is_database_not_connected(
     store: EntityStore, pool: asyncpg.Pool
 ) -> None:
-    """Reads and writes on a store whose pool was closed raise DatabaseNotConnectedError."""
+    """D12: reads and writes on a store whose pool was closed raise DatabaseNotConnectedError."""
     agent_id = await new_agent(store)
     await pool.close()
     with pytest.raises(DatabaseNotConnectedError, match="pool is closed"):
