@@ -29,8 +29,9 @@ from app.errors import DataLayerError, EntityExistsError
 
 __all__ = ["StoreCore", "store_error"]
 
-# Postgres's DETAIL of a unique violation on an entity table's primary key.
-_TAKEN_ID: Final = re.compile(r"Key \(id\)=\(([0-9a-fA-F-]{36})\) already exists")
+# The key in Postgres's DETAIL of a unique violation on an entity table's primary key, "Key
+# (id)=(<uuid>) already exists." (the words around it follow the server's lc_messages).
+_TAKEN_ID: Final = re.compile(r"\(id\)=\(([0-9a-fA-F-]{36})\)")
 
 
 def store_error(exc: BaseException, operation: str, registry: EntityRegistry) -> DataLayerError:
