@@ -42,6 +42,7 @@ catch either (``except ValueError`` still catches a ``DimensionMismatchError``):
     │                                            (no pgvector, a dimension it cannot index)
     ├── EntityError
     │   ├── EntityNotFoundError (LookupError)    no such entity (or it was deleted)
+    │   ├── EntityExistsError                    a create names an id that is taken
     │   ├── InvalidEntityError (ValueError)      fields that do not fit the entity's model
     │   ├── ConcurrencyError                     the entity moved past the version named
     │   ├── MissingParentError (ValueError)      a parent reference names no live entity
@@ -95,6 +96,7 @@ __all__ = [
     "EmbeddedPostgresError",
     "EntitiesNotReadyError",
     "EntityError",
+    "EntityExistsError",
     "EntityNotFoundError",
     "EventArgumentError",
     "EventArgumentTypeError",
@@ -331,6 +333,20 @@ class EntityNotFoundError(EntityError, LookupError):
         self.entity_type = entity_type
         self.entity_id = entity_id
         super().__init__(f"no {entity_type} with id {entity_id}")
+
+
+class EntityExistsError(EntityError):
+    """A create names an id an entity of that type already has; nothing was written. Ids are
+    never reused: a deleted entity keeps its id (its row stays as a tombstone)."""
+
+    def __init__(self, entity_type: str, entity_id: object) -> None:
+        self.entity_type = entity_type
+        self.entity_id = entity_id
+        super().__init__(
+            f"{entity_type} {entity_id} already exists (ids are never reused, deleted "
+            f"entities' included): leave the id out to have one generated, or update that "
+            f"{entity_type}"
+        )
 
 
 class InvalidEntityError(EntityError, ValueError):

@@ -28,9 +28,12 @@ from app.errors import (
     BackendNotConfiguredError,
     BusClosedError,
     ConcurrencyError,
+    DatabaseConnectionError,
+    DatabaseNotConnectedError,
     DataLayerError,
     DimensionMismatchError,
     EntitiesNotReadyError,
+    EntityExistsError,
     EntityNotFoundError,
     EventArgumentError,
     EventArgumentTypeError,
@@ -117,10 +120,13 @@ STATUS_BY_ERROR: tuple[tuple[type[BaseException], int, str], ...] = (
     (PublishError, 503, "publish_failed"),
     (StateBackendUnavailableError, 503, "state_unavailable"),
     (EntitiesNotReadyError, 503, "entities_not_ready"),
+    (DatabaseConnectionError, 503, "database_unavailable"),
+    (DatabaseNotConnectedError, 503, "database_unavailable"),
     (EventTooLargeError, 413, "too_large"),
     (EntityNotFoundError, 404, "not_found"),
     (EventNotFoundError, 404, "not_found"),
     (ConcurrencyError, 409, "version_conflict"),
+    (EntityExistsError, 409, "already_exists"),
     (HasChildrenError, 409, "has_children"),
     (MissingParentError, 422, "missing_parent"),
     (InvalidCursorError, 422, "invalid_cursor"),
@@ -168,7 +174,8 @@ PUBLIC_MESSAGES: dict[str, str] = {
 
 def _entity_error_facts(exc: DataLayerError) -> tuple[Any, dict[str, str] | None]:
     """The details (and headers) a client needs to act on an entity error: the current
-    version (and its ETag) on a conflict, the field of a missing parent, the children."""
+    version (and its ETag) on a conflict, the field of a missing parent, the children, the
+    type and id of an entity that already exists."""
     if isinstance(exc, ConcurrencyError):
         details = {"current_version": exc.current, "expected_version": exc.expected}
         return details, {"ETag": f'"{exc.current}"'}
@@ -176,6 +183,8 @@ def _entity_error_facts(exc: DataLayerError) -> tuple[Any, dict[str, str] | None
         return {"field": exc.field, "parent_type": exc.parent_type}, None
     if isinstance(exc, HasChildrenError):
         return {"children": exc.children}, None
+    if isinstance(exc, EntityExistsError):
+        return {"entity_type": exc.entity_type, "entity_id": str(exc.entity_id)}, None
     return None, None
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator, Awaitable, Callable
 from datetime import datetime
+from uuid import UUID
 
 import httpx
 import pytest
@@ -12,6 +13,9 @@ from structlog.testing import capture_logs
 
 from app.errors import (
     ConfigurationError,
+    DatabaseConnectionError,
+    DatabaseNotConnectedError,
+    EntityExistsError,
     EventArgumentError,
     EventArgumentTypeError,
     StateArgumentError,
@@ -58,6 +62,23 @@ async def misconfigured() -> None:
     raise ConfigurationError("REDIS__URL names secret-host")
 
 
+TAKEN_ID = UUID("6f1c2e4a-0b7d-4c3e-9a51-2d8f7e6b5a49")
+
+
+async def taken_entity_id() -> None:
+    raise EntityExistsError("agent", TAKEN_ID)
+
+
+async def database_connection_lost() -> None:
+    raise DatabaseConnectionError(
+        "create agent: the connection to Postgres failed: secret-host:5432 reset"
+    )
+
+
+async def database_pool_closed() -> None:
+    raise DatabaseNotConnectedError("get agent: the connection pool is closed (secret)")
+
+
 PROBES: dict[str, Probe] = {
     "bad_state_key": bad_state_key,
     "unserialisable_state_value": unserialisable_state_value,
@@ -66,6 +87,9 @@ PROBES: dict[str, Probe] = {
     "stray_value_error": stray_value_error,
     "stray_type_error": stray_type_error,
     "misconfigured": misconfigured,
+    "taken_entity_id": taken_entity_id,
+    "database_connection_lost": database_connection_lost,
+    "database_pool_closed": database_pool_closed,
 }
 
 
@@ -140,3 +164,30 @@ def test_argument_errors_are_also_the_builtins() -> None:
     assert issubclass(StateArgumentTypeError, TypeError)
     assert issubclass(EventArgumentError, ValueError)
     assert issubclass(EventArgumentTypeError, TypeError)
+
+
+async def test_a_taken_entity_id_is_409_naming_type_and_id(client: httpx.AsyncClient) -> None:
+    """EntityExistsError is a 409 already_exists whose message and details name the entity
+    type and the id."""
+    response = await client.post("/probe/taken_entity_id")
+    assert response.status_code == 409, response.text
+    error = response.json()["error"]
+    assert error["code"] == "already_exists"
+    assert f"agent {TAKEN_ID} already exists" in error["message"]
+    assert error["details"] == {"entity_type": "agent", "entity_id": str(TAKEN_ID)}
+
+
+@pytest.mark.parametrize("probe", ["database_connection_lost", "database_pool_closed"])
+async def test_a_database_outage_is_503_with_the_fixed_message(
+    client: httpx.AsyncClient, probe: str
+) -> None:
+    """A lost Postgres connection or a closed pool is a 503 database_unavailable whose text
+    stays in the log."""
+    with capture_logs() as logs:
+        response = await client.post(f"/probe/{probe}")
+    assert response.status_code == 503, response.text
+    error = response.json()["error"]
+    assert error["code"] == "database_unavailable"
+    assert error["message"] == PUBLIC_MESSAGES["database_unavailable"]
+    assert "secret" not in response.text
+    assert any(entry["log_level"] == "error" for entry in logs)

@@ -16,6 +16,7 @@ from app.errors import (
     HasChildrenError,
     InvalidEntityError,
     MissingParentError,
+    QueryError,
 )
 
 pytestmark = pytest.mark.integration
@@ -45,17 +46,19 @@ async def test_d1_create_writes_row_and_one_event(store: EntityStore, pool: asyn
 async def test_d1_a_failed_event_insert_leaves_no_row(
     store: EntityStore, pool: asyncpg.Pool
 ) -> None:
-    """D1: when the event cannot be written, the entity row is not written either."""
+    """D1: when the event cannot be written, the entity row is not written either (the
+    refusal comes out as a typed QueryError)."""
     await pool.execute(
         "CREATE FUNCTION refuse() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN "
         "IF NEW.payload->'state'->>'name' = 'boom' THEN RAISE EXCEPTION 'refused'; END IF; "
         "RETURN NEW; END $$; "
         "CREATE TRIGGER refuse BEFORE INSERT ON events FOR EACH ROW EXECUTE FUNCTION refuse()"
     )
-    with pytest.raises(asyncpg.RaiseError, match="refused"):
+    with pytest.raises(QueryError, match="refused") as caught:
         await store.create("agent", {"name": "boom", "agent_type": "reasoning"})
+    assert isinstance(caught.value.__cause__, asyncpg.RaiseError)
     assert await pool.fetchval("SELECT count(*) FROM agents") == 0
-    with pytest.raises(asyncpg.RaiseError, match="refused"):
+    with pytest.raises(QueryError, match="refused"):
         await store.apply(
             [
                 Create("agent", {"name": "fine", "agent_type": "reasoning"}),
