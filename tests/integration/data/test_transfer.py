@@ -112,6 +112,47 @@ async def test_cv5_merge_strategies_report_counts(
     assert len(await history.get_conversation_history("conv-0")) == 3
 
 
+async def test_cv5_skip_duplicates_skips_a_row_another_writer_stores_meanwhile(
+    history: ConversationHistoryUnit,
+    pg_pool: asyncpg.Pool,
+    postgres_dsn: str,
+    tmp_path: Path,
+) -> None:
+    """CV5: an id of the file that another transaction stores while the import runs is
+    skipped, its row kept as that writer stored it, and the rest is imported."""
+    await history.save_messages_batch(tricky_messages())
+    path = tmp_path / "all.csv"
+    await ExportManager(history).export_conversations(None, "csv", path)
+    stored = await rows(pg_pool, history.table)
+    await pg_pool.execute(f"TRUNCATE {history.table}")
+    taken_id = stored[2][0]
+    other = await asyncpg.connect(postgres_dsn)
+    try:
+        writer = other.transaction()
+        await writer.start()
+        await other.execute(
+            f"INSERT INTO {history.table} (id, conversation_id, timestamp, user_input, "
+            "agent_response, response_time_ms) VALUES ($1, 'theirs', now(), 'q', 'a', 1)",
+            taken_id,
+        )
+        # The import's insert of taken_id waits for this transaction, then meets the row.
+        importing = asyncio.create_task(
+            ImportManager(history).import_conversations(path, "csv", "skip_duplicates")
+        )
+        await asyncio.sleep(0.5)
+        assert not importing.done()
+        await writer.commit()
+        counts = await asyncio.wait_for(importing, 10)
+    finally:
+        await other.close()
+    assert counts.as_dict() == {"total": 5, "inserted": 4, "updated": 0, "skipped": 1}
+    after = {row[0]: row for row in await rows(pg_pool, history.table)}
+    assert after[taken_id][1] == "theirs"
+    assert [after[row[0]] for row in stored if row[0] != taken_id] == [
+        row for row in stored if row[0] != taken_id
+    ]
+
+
 async def test_export_selects_conversations_fields_and_drops_metadata(
     history: ConversationHistoryUnit, tmp_path: Path
 ) -> None:
