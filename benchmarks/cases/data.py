@@ -58,15 +58,7 @@ T0 = datetime(2025, 1, 1, tzinfo=UTC)
 COMMON = ["order", "refund", "account", "password", "shipping"]
 RARE = ["zephyrine", "quillbrook", "marzipanic"]
 # The order of ``generate``'s values, as columns of the conversations table.
-COLUMNS = [
-    "id",
-    "conversation_id",
-    "timestamp",
-    "user_input",
-    "agent_response",
-    "response_time_ms",
-    "metadata",
-]
+COLUMNS = ["id", *MESSAGE_FIELDS[1:]]
 
 
 def vocabulary(rng: random.Random, size: int = 5000) -> list[str]:
@@ -236,17 +228,7 @@ async def import_skip_duplicates(pool: asyncpg.Pool, folder: Path) -> list[Measu
     path = folder / "import.csv"
     with path.open("w", newline="") as handle:
         writer = csv.writer(handle)
-        writer.writerow(
-            [
-                "message_id",
-                "conversation_id",
-                "timestamp",
-                "user_input",
-                "agent_response",
-                "response_time_ms",
-                "metadata",
-            ]
-        )
+        writer.writerow(MESSAGE_FIELDS)
         for row in generate(50_000):
             writer.writerow([row[0], row[1], row[2].isoformat(), *row[3:]])
     seed = [row for row in generate(25_000)]
