@@ -128,7 +128,9 @@ class ProjectionRunner:
         while not self._pool.is_closing():
             try:
                 async with self._pool.acquire() as conn:
-                    if await conn.fetchval("SELECT pg_try_advisory_lock($1)", self._key):
+                    locked = await conn.fetchval("SELECT pg_try_advisory_lock($1)", self._key)
+                    backoff = INITIAL_BACKOFF_S  # Postgres answers again
+                    if locked:
                         try:
                             self._active = True
                             await self._pump(conn)

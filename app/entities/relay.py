@@ -160,7 +160,9 @@ class Relay:
         while not self._stopping.is_set() and not self._pool.is_closing():
             try:
                 async with self._pool.acquire() as conn:
-                    if await conn.fetchval("SELECT pg_try_advisory_lock($1)", self._lock_key):
+                    locked = await conn.fetchval("SELECT pg_try_advisory_lock($1)", self._lock_key)
+                    backoff = INITIAL_BACKOFF_S  # Postgres answers again
+                    if locked:
                         try:
                             self._active = True
                             log.info("entities.relay_active", relay=self.name)
@@ -169,7 +171,6 @@ class Relay:
                             self._active = False
                             await unlock_consumer(conn, self._lock_key)
                 await self._sleep(self._standby_s)
-                backoff = INITIAL_BACKOFF_S
             except asyncio.CancelledError:
                 raise
             except PoolClosing:
