@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import hashlib
 import json
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any, Literal
 from uuid import UUID
@@ -17,6 +19,7 @@ from uuid import UUID
 import asyncpg
 import pydantic_core
 
+from app.database.driver_errors import DRIVER_ERRORS, translate
 from app.entities.cursor import decode_cursor, encode_cursor
 from app.entities.records import StoredEvent
 from app.entities.sql import Connection
@@ -152,10 +155,21 @@ def listing_sql(query: EventQuery, *, as_json: bool = False) -> tuple[str, list[
     return text, args
 
 
+@contextmanager
+def _translated(operation: str) -> Iterator[None]:
+    """Driver errors of the reads the API serves, as errors of our tree (D12; a lost
+    connection or a closed pool is a 503, not a 500)."""
+    try:
+        yield
+    except DRIVER_ERRORS as exc:
+        raise translate(exc, operation) from exc
+
+
 async def list_events(conn: Connection | asyncpg.Pool, query: EventQuery) -> EventPage:
     """A page of events matching ``query`` and the cursor of the next (``None`` at the end)."""
     text, args = listing_sql(query)
-    rows = await conn.fetch(text, *args)
+    with _translated("list events"):
+        rows = await conn.fetch(text, *args)
     more = len(rows) > query.limit
     items = [event_from_row(row) for row in rows[: query.limit]]
     next_cursor = encode_cursor(query.kind(), [items[-1].global_position]) if more else None
@@ -166,7 +180,8 @@ async def list_events_json(conn: Connection | asyncpg.Pool, query: EventQuery) -
     """The page as the API's JSON body (``{"items": [...], "next_cursor": ...}``), built from
     the JSON Postgres made for each event."""
     text, args = listing_sql(query, as_json=True)
-    rows = await conn.fetch(text, *args)
+    with _translated("list events"):
+        rows = await conn.fetch(text, *args)
     more = len(rows) > query.limit
     rows = rows[: query.limit]
     cursor = encode_cursor(query.kind(), [rows[-1]["global_position"]]) if more else None
@@ -176,14 +191,19 @@ async def list_events_json(conn: Connection | asyncpg.Pool, query: EventQuery) -
 
 async def get_event_json(conn: Connection | asyncpg.Pool, event_id: UUID) -> bytes:
     """One event as the API's JSON body."""
-    found = await conn.fetchval(f"SELECT {EVENT_JSON} FROM events WHERE event_id = $1", event_id)  # noqa: S608
+    with _translated("get event"):
+        found = await conn.fetchval(
+            f"SELECT {EVENT_JSON} FROM events WHERE event_id = $1",  # noqa: S608
+            event_id,
+        )
     if found is None:
         raise EventNotFoundError(f"no event with id {event_id}")
     return str(found).encode()
 
 
 async def get_event(conn: Connection | asyncpg.Pool, event_id: UUID) -> StoredEvent:
-    row = await conn.fetchrow(f"SELECT {_COLUMNS} FROM events WHERE event_id = $1", event_id)  # noqa: S608
+    with _translated("get event"):
+        row = await conn.fetchrow(f"SELECT {_COLUMNS} FROM events WHERE event_id = $1", event_id)  # noqa: S608
     if row is None:
         raise EventNotFoundError(f"no event with id {event_id}")
     return event_from_row(row)

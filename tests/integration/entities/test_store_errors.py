@@ -13,6 +13,13 @@ import asyncpg
 import pytest
 
 from app.entities import CATALOG, Change, Create, Delete, EntityStore, Update
+from app.entities.event_log import (
+    EventQuery,
+    get_event,
+    get_event_json,
+    list_events,
+    list_events_json,
+)
 from app.errors import DatabaseConnectionError, DatabaseNotConnectedError, EntityExistsError
 from tests.integration.entities.support import eventually
 
@@ -180,3 +187,18 @@ async def test_a_closed_pool_is_database_not_connected(
         await store.create("agent", AGENT)
     with pytest.raises(DatabaseNotConnectedError, match="pool is closed"):
         await store.apply([Create("document", {"title": "t"}), Delete("agent", agent_id)])
+
+
+async def test_the_events_listing_on_a_closed_pool_is_database_not_connected(
+    pool: asyncpg.Pool,
+) -> None:
+    """D12: the events listing and event reads raise DatabaseNotConnectedError too."""
+    await pool.close()
+    for read in (
+        list_events(pool, EventQuery()),
+        list_events_json(pool, EventQuery()),
+        get_event_json(pool, uuid4()),
+        get_event(pool, uuid4()),
+    ):
+        with pytest.raises(DatabaseNotConnectedError, match="pool is closed"):
+            await read
