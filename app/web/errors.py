@@ -190,7 +190,9 @@ def _entity_error_facts(exc: DataLayerError) -> tuple[Any, dict[str, str] | None
 
 # Outages a client may retry: their 503 says when (a short interval; an outage has no known end).
 RETRY_AFTER_S = 5
-RETRYABLE_CODES: frozenset[str] = frozenset({"publish_failed", "state_unavailable"})
+RETRYABLE_CODES: frozenset[str] = frozenset(
+    {"database_unavailable", "publish_failed", "state_unavailable"}
+)
 
 
 def _status_for(exc: DataLayerError) -> tuple[int, str]:

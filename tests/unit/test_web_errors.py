@@ -182,10 +182,11 @@ async def test_a_database_outage_is_503_with_the_fixed_message(
     client: httpx.AsyncClient, probe: str
 ) -> None:
     """A lost Postgres connection or a closed pool is a 503 database_unavailable whose text
-    stays in the log."""
+    stays in the log, with a Retry-After (its message says to retry later)."""
     with capture_logs() as logs:
         response = await client.post(f"/probe/{probe}")
     assert response.status_code == 503, response.text
+    assert int(response.headers["Retry-After"]) >= 1
     error = response.json()["error"]
     assert error["code"] == "database_unavailable"
     assert error["message"] == PUBLIC_MESSAGES["database_unavailable"]
