@@ -22,18 +22,14 @@ import structlog
 
 from app.entities.event_log import read_after
 from app.entities.records import StoredEvent
-from app.entities.relay import (
-    INITIAL_BACKOFF_S,
-    PoolClosing,
-    consumer_lock_key,
-    ensure_checkpoint,
-    unlock_consumer,
-)
+from app.entities.relay import INITIAL_BACKOFF_S, SingletonConsumer, ensure_checkpoint
 from app.entities.sql import Connection
 
 __all__ = ["AgentGoalStats", "Projection", "ProjectionRunner", "ProjectionStatus", "rebuild"]
 
 log = structlog.get_logger(__name__)
+
+MAX_BACKOFF_S = 5.0  # between tries after a database error
 
 
 class Projection(Protocol):
@@ -69,8 +65,10 @@ class ProjectionStatus:
         }
 
 
-class ProjectionRunner:
+class ProjectionRunner(SingletonConsumer):
     """Keeps one projection up to date; ``start()``/``stop()`` run it as a task."""
+
+    _kind = "projection"
 
     def __init__(
         self,
@@ -82,21 +80,19 @@ class ProjectionRunner:
         max_attempts: int = 3,
         standby_retry_s: float = 1.0,
     ) -> None:
-        self._pool = pool
+        super().__init__(
+            pool,
+            f"projection:{projection.name}",
+            standby_retry_s=standby_retry_s,
+            max_backoff_s=MAX_BACKOFF_S,
+        )
         self.projection = projection
-        self.name = f"projection:{projection.name}"
         self._batch = batch_size
         self._poll_s = poll_interval_s
         self._max_attempts = max_attempts
-        self._standby_s = standby_retry_s
-        self._key = consumer_lock_key(self.name)
-        self._wake = asyncio.Event()
-        self._task: asyncio.Task[None] | None = None
-        self._active = False
         self._checkpoint: int | None = None
         self._applied = 0
         self._dead = 0
-        self._last_error: str | None = None
 
     def status(self) -> ProjectionStatus:
         return ProjectionStatus(
@@ -107,9 +103,6 @@ class ProjectionRunner:
             self._dead,
             self._last_error,
         )
-
-    def wake(self) -> None:
-        self._wake.set()
 
     async def start(self) -> None:
         if self._task is None:
@@ -122,33 +115,6 @@ class ProjectionRunner:
         task.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await task
-
-    async def _run(self) -> None:
-        backoff = INITIAL_BACKOFF_S
-        while not self._pool.is_closing():
-            try:
-                async with self._pool.acquire() as conn:
-                    locked = await conn.fetchval("SELECT pg_try_advisory_lock($1)", self._key)
-                    backoff = INITIAL_BACKOFF_S  # Postgres answers again
-                    if locked:
-                        try:
-                            self._active = True
-                            await self._pump(conn)
-                        finally:
-                            self._active = False
-                            await unlock_consumer(conn, self._key)
-                await self._sleep(self._standby_s)
-            except asyncio.CancelledError:
-                raise
-            except PoolClosing:
-                break
-            except Exception as exc:
-                if self._pool.is_closing():
-                    break
-                self._last_error = f"{type(exc).__name__}: {exc}"
-                log.warning("entities.projection_db_error", name=self.name, error=self._last_error)
-                await asyncio.sleep(backoff)
-                backoff = min(backoff * 2, 5.0)
 
     async def _pump(self, conn: Connection) -> None:
         await ensure_checkpoint(conn, self.name)
@@ -225,13 +191,6 @@ class ProjectionRunner:
         )
         if status != "UPDATE 1":
             raise _CheckpointMoved
-
-    async def _sleep(self, seconds: float) -> None:
-        with contextlib.suppress(TimeoutError):
-            async with asyncio.timeout(seconds):
-                await self._wake.wait()
-        if self._pool.is_closing():
-            raise PoolClosing
 
 
 async def rebuild(pool: asyncpg.Pool, projection: Projection) -> None:

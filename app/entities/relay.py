@@ -35,6 +35,7 @@ __all__ = [
     "PoolClosing",
     "Relay",
     "RelayStatus",
+    "SingletonConsumer",
     "consumer_lock_key",
     "ensure_checkpoint",
     "head_position",
@@ -89,8 +90,81 @@ class RelayStatus:
         }
 
 
-class Relay:
+class SingletonConsumer:
+    """What the relay and the projection runner share: at most one active per name across
+    processes (a session advisory lock on a connection held while active, standbys trying
+    again every ``standby_retry_s``), sleeps that ``wake()`` cuts short, and a retry delay
+    after a database error that doubles up to ``max_backoff_s`` and starts over once
+    Postgres answers again. A subclass supplies ``_pump`` (its work while active)."""
+
+    _kind: str  # in log event names: "relay", "projection"
+
+    def __init__(
+        self, pool: asyncpg.Pool, name: str, *, standby_retry_s: float, max_backoff_s: float
+    ) -> None:
+        self._pool = pool
+        self.name = name
+        self._standby_s = standby_retry_s
+        self._max_backoff_s = max_backoff_s
+        self._lock_key = consumer_lock_key(name)
+        self._wake = asyncio.Event()
+        self._task: asyncio.Task[None] | None = None
+        self._active = False
+        self._last_error: str | None = None
+
+    def wake(self) -> None:
+        """New events were committed here: look now rather than at the next poll."""
+        self._wake.set()
+
+    def _stopped(self) -> bool:
+        return False
+
+    async def _pump(self, conn: Connection) -> None:
+        raise NotImplementedError
+
+    async def _run(self) -> None:
+        backoff = INITIAL_BACKOFF_S
+        while not self._stopped() and not self._pool.is_closing():
+            try:
+                async with self._pool.acquire() as conn:
+                    locked = await conn.fetchval("SELECT pg_try_advisory_lock($1)", self._lock_key)
+                    backoff = INITIAL_BACKOFF_S  # Postgres answers again
+                    if locked:
+                        try:
+                            self._active = True
+                            log.info(f"entities.{self._kind}_active", name=self.name)
+                            await self._pump(conn)
+                        finally:
+                            self._active = False
+                            await unlock_consumer(conn, self._lock_key)
+                await self._sleep(self._standby_s)
+            except asyncio.CancelledError:
+                raise
+            except PoolClosing:
+                break
+            except Exception as exc:
+                if self._pool.is_closing():
+                    break  # Postgres went away: the lock went with the session
+                self._last_error = f"{type(exc).__name__}: {exc}"
+                log.warning(
+                    f"entities.{self._kind}_db_error", name=self.name, error=self._last_error
+                )
+                await asyncio.sleep(backoff)
+                backoff = min(backoff * 2, self._max_backoff_s)
+
+    async def _sleep(self, seconds: float) -> None:
+        """Until woken or ``seconds`` pass."""
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(seconds):
+                await self._wake.wait()
+        if self._pool.is_closing():
+            raise PoolClosing
+
+
+class Relay(SingletonConsumer):
     """Moves events from the table to ``sink``; ``start()``/``stop()`` run it as a task."""
+
+    _kind = "relay"
 
     def __init__(
         self,
@@ -105,35 +179,28 @@ class Relay:
     ) -> None:
         if batch_size < 1:
             raise ValueError(f"batch_size must be at least 1, got {batch_size}")
-        self._pool = pool
+        super().__init__(
+            pool,
+            f"relay:{sink.name}",
+            standby_retry_s=standby_retry_s,
+            max_backoff_s=max_backoff_s,
+        )
         self.sink = sink
-        self.name = f"relay:{sink.name}"
         self._batch = batch_size
         self._poll_s = poll_interval_s
-        self._max_backoff_s = max_backoff_s
         self._publish_timeout_s = publish_timeout_s
-        self._standby_s = standby_retry_s
-        self._lock_key = consumer_lock_key(self.name)
-        self._wake = asyncio.Event()
-        self._task: asyncio.Task[None] | None = None
         # Set by stop(); an Event, as mypy would narrow a bool away in the loops that test it.
         self._stopping = asyncio.Event()
         # Cleared from the start of a publish until its checkpoint is written.
         self._between_batches = asyncio.Event()
         self._between_batches.set()
-        self._active = False
         self._checkpoint: int | None = None
         self._delivered = 0
-        self._last_error: str | None = None
 
     def status(self) -> RelayStatus:
         return RelayStatus(
             self.sink.name, self._active, self._checkpoint, self._delivered, self._last_error
         )
-
-    def wake(self) -> None:
-        """New events were committed here: look now rather than at the next poll."""
-        self._wake.set()
 
     async def start(self) -> None:
         if self._task is None:
@@ -155,33 +222,8 @@ class Relay:
         with contextlib.suppress(asyncio.CancelledError):
             await task
 
-    async def _run(self) -> None:
-        backoff = INITIAL_BACKOFF_S
-        while not self._stopping.is_set() and not self._pool.is_closing():
-            try:
-                async with self._pool.acquire() as conn:
-                    locked = await conn.fetchval("SELECT pg_try_advisory_lock($1)", self._lock_key)
-                    backoff = INITIAL_BACKOFF_S  # Postgres answers again
-                    if locked:
-                        try:
-                            self._active = True
-                            log.info("entities.relay_active", relay=self.name)
-                            await self._pump(conn)
-                        finally:
-                            self._active = False
-                            await unlock_consumer(conn, self._lock_key)
-                await self._sleep(self._standby_s)
-            except asyncio.CancelledError:
-                raise
-            except PoolClosing:
-                break
-            except Exception as exc:
-                if self._pool.is_closing():
-                    break  # Postgres went away: the lock went with the session
-                self._last_error = f"{type(exc).__name__}: {exc}"
-                log.warning("entities.relay_db_error", relay=self.name, error=self._last_error)
-                await asyncio.sleep(backoff)
-                backoff = min(backoff * 2, self._max_backoff_s)
+    def _stopped(self) -> bool:
+        return self._stopping.is_set()
 
     async def _pump(self, conn: Connection) -> None:
         position = await ensure_checkpoint(conn, self.name)
@@ -239,14 +281,6 @@ class Relay:
             yield
         finally:
             self._between_batches.set()
-
-    async def _sleep(self, seconds: float) -> None:
-        """Until woken or ``seconds`` pass."""
-        with contextlib.suppress(TimeoutError):
-            async with asyncio.timeout(seconds):
-                await self._wake.wait()
-        if self._pool.is_closing():
-            raise PoolClosing
 
 
 async def unlock_consumer(conn: Connection, key: int) -> None:
