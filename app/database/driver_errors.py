@@ -8,7 +8,8 @@ nothing here adds the DSN.
 from __future__ import annotations
 
 import re
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from typing import Final
 
 import asyncpg
@@ -26,7 +27,7 @@ from app.errors import (
     UniqueViolationError,
 )
 
-__all__ = ["DRIVER_ERRORS", "translate"]
+__all__ = ["DRIVER_ERRORS", "translate", "translated"]
 
 # What a driver call can raise (TimeoutError is an OSError; listed for the reader).
 DRIVER_ERRORS: Final = (asyncpg.PostgresError, asyncpg.InterfaceError, TimeoutError, OSError)
@@ -112,3 +113,12 @@ def translate(
     if isinstance(sqlstate, str) and sqlstate.startswith("42") and sqlstate != "42501":
         return QuerySyntaxError(message, operation=operation, table=table, sqlstate=sqlstate)
     return QueryError(message, operation=operation, table=table, sqlstate=sqlstate)
+
+
+@contextmanager
+def translated(operation: str) -> Iterator[None]:
+    """Driver errors raised inside, as ``translate`` makes them (raised ``from`` the driver's)."""
+    try:
+        yield
+    except DRIVER_ERRORS as exc:
+        raise translate(exc, operation) from exc

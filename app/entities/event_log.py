@@ -10,8 +10,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any, Literal
 from uuid import UUID
@@ -19,7 +17,7 @@ from uuid import UUID
 import asyncpg
 import pydantic_core
 
-from app.database.driver_errors import DRIVER_ERRORS, translate
+from app.database.driver_errors import translated
 from app.entities.cursor import decode_cursor, encode_cursor
 from app.entities.records import StoredEvent
 from app.entities.sql import Connection
@@ -155,20 +153,10 @@ def listing_sql(query: EventQuery, *, as_json: bool = False) -> tuple[str, list[
     return text, args
 
 
-@contextmanager
-def _translated(operation: str) -> Iterator[None]:
-    """Driver errors of the reads the API serves, as errors of our tree (D12; a lost
-    connection or a closed pool is a 503, not a 500)."""
-    try:
-        yield
-    except DRIVER_ERRORS as exc:
-        raise translate(exc, operation) from exc
-
-
 async def list_events(conn: Connection | asyncpg.Pool, query: EventQuery) -> EventPage:
     """A page of events matching ``query`` and the cursor of the next (``None`` at the end)."""
     text, args = listing_sql(query)
-    with _translated("list events"):
+    with translated("list events"):
         rows = await conn.fetch(text, *args)
     more = len(rows) > query.limit
     items = [event_from_row(row) for row in rows[: query.limit]]
@@ -180,7 +168,7 @@ async def list_events_json(conn: Connection | asyncpg.Pool, query: EventQuery) -
     """The page as the API's JSON body (``{"items": [...], "next_cursor": ...}``), built from
     the JSON Postgres made for each event."""
     text, args = listing_sql(query, as_json=True)
-    with _translated("list events"):
+    with translated("list events"):
         rows = await conn.fetch(text, *args)
     more = len(rows) > query.limit
     rows = rows[: query.limit]
@@ -191,7 +179,7 @@ async def list_events_json(conn: Connection | asyncpg.Pool, query: EventQuery) -
 
 async def get_event_json(conn: Connection | asyncpg.Pool, event_id: UUID) -> bytes:
     """One event as the API's JSON body."""
-    with _translated("get event"):
+    with translated("get event"):
         found = await conn.fetchval(
             f"SELECT {EVENT_JSON} FROM events WHERE event_id = $1",  # noqa: S608
             event_id,
@@ -202,7 +190,7 @@ async def get_event_json(conn: Connection | asyncpg.Pool, event_id: UUID) -> byt
 
 
 async def get_event(conn: Connection | asyncpg.Pool, event_id: UUID) -> StoredEvent:
-    with _translated("get event"):
+    with translated("get event"):
         row = await conn.fetchrow(f"SELECT {_COLUMNS} FROM events WHERE event_id = $1", event_id)  # noqa: S608
     if row is None:
         raise EventNotFoundError(f"no event with id {event_id}")
