@@ -226,12 +226,13 @@ async def import_skip_duplicates(pool: asyncpg.Pool, folder: Path) -> list[Measu
     target = ConversationHistoryUnit(pool, "imp.conversations")
     await target.initialize()
     path = folder / "import.csv"
+    messages = list(generate(50_000))
     with path.open("w", newline="") as handle:
         writer = csv.writer(handle)
         writer.writerow(MESSAGE_FIELDS)
-        for row in generate(50_000):
+        for row in messages:
             writer.writerow([row[0], row[1], row[2].isoformat(), *row[3:]])
-    seed = [row for row in generate(25_000)]
+    seed, fresh = messages[:25_000], messages[25_000:]  # stored before each import; new to it
 
     async def reset() -> None:
         await pool.execute("TRUNCATE imp.conversations")
@@ -259,8 +260,6 @@ async def import_skip_duplicates(pool: asyncpg.Pool, folder: Path) -> list[Measu
                 "ON CONFLICT (id) DO NOTHING",
                 rows,
             )
-
-    fresh = [row for row in generate(50_000)][25_000:]
 
     async def floor_path() -> None:
         # Only what must be written: the 25k new rows, by COPY, straight into the indexed
