@@ -14,7 +14,7 @@ from typing import Any
 
 from app.entities import sql
 from app.entities.ids import new_ids
-from app.entities.pending import Pending, Positions, created_model, update_event, written
+from app.entities.pending import Pending, Positions, entity_model, update_event, written
 from app.entities.records import (
     Change,
     ChangeContext,
@@ -116,7 +116,7 @@ class BatchWrites(StoreCore):
         name = entity.name
         return [
             Written(
-                partial(created_model, entity, state, entity_id, now),
+                partial(entity_model, entity, state, entity_id, 1, created_at=now, updated_at=now),
                 StoredEvent(
                     position[event_id], event_id, event_type, name, entity_id, 1, payload,
                     meta, now,

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime
+from functools import partial
 from typing import Any, TypeAlias
 from uuid import UUID
 
@@ -15,7 +16,7 @@ from pydantic import BaseModel
 from app.entities.declaration import EntityType
 from app.entities.records import StoredEvent, Written
 
-__all__ = ["Pending", "Positions", "created_model", "entity_model", "update_event", "written"]
+__all__ = ["Pending", "Positions", "entity_model", "update_event", "written"]
 
 # (entity type, entity id, version) -> (event id, global position) of the inserted events.
 Positions: TypeAlias = dict[tuple[str, UUID, int], tuple[UUID, int]]
@@ -64,16 +65,15 @@ def written(
         now,
     )
 
-    def build() -> BaseModel:
-        return entity_model(
-            item.entity,
-            item.state,
-            item.entity_id,
-            item.version,
-            created_at=item.created_at or now,
-            updated_at=now,
-        )
-
+    build = partial(
+        entity_model,
+        item.entity,
+        item.state,
+        item.entity_id,
+        item.version,
+        created_at=item.created_at or now,
+        updated_at=now,
+    )
     return Written(build, event, deleted=item.deleted)
 
 
@@ -96,10 +96,3 @@ def entity_model(
         "updated_at": updated_at,
     }
     return entity.out_model.model_construct(None, **values)
-
-
-def created_model(
-    entity: EntityType, state: BaseModel, entity_id: UUID, now: datetime
-) -> BaseModel:
-    """The response model of an entity just created at ``now``."""
-    return entity_model(entity, state, entity_id, 1, created_at=now, updated_at=now)
