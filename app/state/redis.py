@@ -50,7 +50,7 @@ from app.state.validation import (
 )
 from settings.secrets import mask_url
 
-__all__ = ["RedisStateBackend"]
+__all__ = ["RedisStateBackend", "check_bytes_client"]
 
 log = structlog.get_logger(__name__)
 
@@ -73,6 +73,20 @@ _REFUSED_NOW_CODES: Final = frozenset(
         "NOREPLICAS",
     ),
 )
+
+
+def check_bytes_client(redis: object, reason: str) -> None:
+    """Refuse anything but a ``redis.asyncio.Redis`` client whose replies are bytes
+    (``decode_responses=False``); ``reason`` says why the caller needs bytes."""
+    if not isinstance(redis, Redis):
+        raise StateArgumentTypeError(
+            f"redis must be a redis.asyncio.Redis client, got {show(redis)}"
+        )
+    if redis.connection_pool.connection_kwargs.get("decode_responses"):
+        raise StateArgumentError(
+            f"redis must be created with decode_responses=False ({reason}); got a client with "
+            "decode_responses=True"
+        )
 
 
 class RedisStateBackend:
@@ -99,15 +113,7 @@ class RedisStateBackend:
         namespace: str = "datalayer",
         max_value_bytes: int = DEFAULT_MAX_VALUE_BYTES,
     ) -> None:
-        if not isinstance(redis, Redis):
-            raise StateArgumentTypeError(
-                f"redis must be a redis.asyncio.Redis client, got {show(redis)}"
-            )
-        if redis.connection_pool.connection_kwargs.get("decode_responses"):
-            raise StateArgumentError(
-                "redis must be created with decode_responses=False: cached embeddings are"
-                " binary; got a client with decode_responses=True"
-            )
+        check_bytes_client(redis, "cached embeddings are binary")
         self.namespace = check_key(namespace, "namespace")
         self.max_value_bytes = check_max_value_bytes(max_value_bytes)
         self.identity = uuid.uuid4().hex

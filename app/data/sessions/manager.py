@@ -68,7 +68,8 @@ class SessionManager:
         store: SessionStore | None = None,
         clock: Callable[[], float] | None = None,
     ) -> None:
-        self.config = config if config is not None else SessionConfig()
+        self._config = config if config is not None else SessionConfig()
+        self._timeout_us = self._config.timeout_us
         if store is not None and backend is not None:
             raise ConfigurationError("pass a state backend or a session store, not both")
         if store is None:
@@ -80,6 +81,11 @@ class SessionManager:
         self.store = store
         self._cleanup_task: asyncio.Task[None] | None = None
         self._closed = False
+
+    @property
+    def config(self) -> SessionConfig:
+        """How sessions live (fixed for the manager's life)."""
+        return self._config
 
     # -- lifecycle ---------------------------------------------------------------------------
 
@@ -153,16 +159,14 @@ class SessionManager:
         """The live session (a copy), its idle timer restarted; None if missing or idle (SM2)."""
         self._check_open()
         stored = await self.store.touch(
-            check_session_id(session_id), {}, timeout_us=self.config.timeout_us
+            check_session_id(session_id), {}, timeout_us=self._timeout_us
         )
         return None if stored is None else stored.to_data()
 
     async def peek_session(self, session_id: str) -> SessionData | None:
         """The live session without restarting its idle timer (for exports and admin reads)."""
         self._check_open()
-        stored = await self.store.peek(
-            check_session_id(session_id), timeout_us=self.config.timeout_us
-        )
+        stored = await self.store.peek(check_session_id(session_id), timeout_us=self._timeout_us)
         return None if stored is None else stored.to_data()
 
     async def update_session(self, session_id: str, changes: dict[str, Any]) -> SessionData:
@@ -170,7 +174,7 @@ class SessionManager:
         self._check_open()
         sid = check_session_id(session_id)
         fields = encode_fields(changes, self.config.max_metadata_bytes, "changes")
-        stored = await self.store.touch(sid, fields, timeout_us=self.config.timeout_us)
+        stored = await self.store.touch(sid, fields, timeout_us=self._timeout_us)
         if stored is None:
             raise SessionNotFoundError(sid)
         return stored.to_data()
@@ -178,19 +182,15 @@ class SessionManager:
     async def delete_session(self, session_id: str) -> bool:
         """Remove the session; True iff it was live."""
         self._check_open()
-        return await self.store.delete(
-            check_session_id(session_id), timeout_us=self.config.timeout_us
-        )
+        return await self.store.delete(check_session_id(session_id), timeout_us=self._timeout_us)
 
     async def list_user_sessions(self, user_id: str) -> list[SessionData]:
         """The user's live sessions, most recently active first (SM5)."""
         self._check_open()
-        stored = await self.store.list_user(
-            check_user_id(user_id), timeout_us=self.config.timeout_us
-        )
+        stored = await self.store.list_user(check_user_id(user_id), timeout_us=self._timeout_us)
         return [session.to_data() for session in stored]
 
     async def cleanup_expired_sessions(self) -> int:
         """Remove every idle session; how many were removed (SM5)."""
         self._check_open()
-        return await self.store.cleanup(timeout_us=self.config.timeout_us)
+        return await self.store.cleanup(timeout_us=self._timeout_us)

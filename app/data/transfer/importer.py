@@ -2,10 +2,11 @@
 
 In one transaction: rows go into a temporary staging table (CSV by Postgres' own ``COPY``
 from the file; JSON, XML and Parquet parsed a batch at a time in a worker thread and sent with
-binary ``COPY``), are checked there once (one query names the first bad row and field), then
-one ``INSERT ... SELECT`` applies the merge strategy's conflict rule on the message id:
-``append`` refuses ids already stored, ``replace`` overwrites them, ``skip_duplicates`` keeps
-the stored ones. Rows without a message id get new ones. Any error rolls everything back.
+binary ``COPY``), are checked there in one scan (the first bad row and field, an id given
+twice, each named when found), then one ``INSERT ... SELECT`` applies the merge strategy's
+conflict rule on the message id: ``append`` refuses ids already stored, ``replace``
+overwrites them, ``skip_duplicates`` keeps the stored ones. Rows without a message id get new
+ones, in file order. Any error rolls everything back.
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ import csv
 import re
 from collections.abc import AsyncIterator, Iterator, Mapping
 from pathlib import Path
-from typing import Any, Final
+from typing import Any, Final, NamedTuple
 
 import asyncpg
 
@@ -59,27 +60,53 @@ CREATE TEMP TABLE {STAGE} (
 ) ON COMMIT DROP
 """
 
-# The first bad row and field of the staging table (a backstop for CSV, read by Postgres).
-_FIRST_BAD: Final = """
-SELECT _row, bad FROM (
-    SELECT _row, CASE
-        WHEN conversation_id IS NULL OR conversation_id = '' OR length(conversation_id) > $2
-            THEN 'conversation_id'
-        WHEN timestamp IS NULL THEN 'timestamp'
-        WHEN user_input IS NULL OR octet_length(user_input) > $1 THEN 'user_input'
-        WHEN agent_response IS NULL OR octet_length(agent_response) > $1 THEN 'agent_response'
-        WHEN response_time_ms IS NULL OR NOT response_time_ms BETWEEN 0 AND 'Infinity'::float8
-            OR response_time_ms = 'Infinity' THEN 'response_time_ms'
-        WHEN message_id IS NOT NULL AND message_id < 1 THEN 'message_id'
-        WHEN metadata IS NOT NULL AND (jsonb_typeof(metadata) <> 'object'
-            OR octet_length(metadata::text) > $1) THEN 'metadata'
-    END AS bad FROM data_import_stage
-) AS checked WHERE bad IS NOT NULL ORDER BY _row LIMIT 1
-"""
-_REPEATED_ID: Final = """
-SELECT message_id, min(_row) AS first_row, max(_row) AS last_row FROM data_import_stage
+# What makes a staged row bad, field by field, in the order they are reported ($1: the field
+# size limit, $2: the conversation id limit). A backstop for CSV, which Postgres reads.
+_BAD_FIELDS: Final = (
+    (
+        "conversation_id",
+        "conversation_id IS NULL OR conversation_id = '' OR length(conversation_id) > $2",
+    ),
+    ("timestamp", "timestamp IS NULL"),
+    ("user_input", "user_input IS NULL OR octet_length(user_input) > $1"),
+    ("agent_response", "agent_response IS NULL OR octet_length(agent_response) > $1"),
+    (
+        "response_time_ms",
+        "response_time_ms IS NULL OR NOT response_time_ms BETWEEN 0 AND 'Infinity'::float8 "
+        "OR response_time_ms = 'Infinity'",
+    ),
+    ("message_id", "message_id IS NOT NULL AND message_id < 1"),
+    (
+        "metadata",
+        "metadata IS NOT NULL AND (jsonb_typeof(metadata) <> 'object' "
+        "OR octet_length(metadata::text) > $1)",
+    ),
+)
+# One scan of the stage: its size, whether every row carries an id, whether an id repeats,
+# and the first bad row; what exactly is wrong is asked only when something is.
+_SURVEY: Final = f"""
+SELECT count(*) AS total, count(message_id) AS with_id,
+    count(DISTINCT message_id) AS distinct_ids,
+    min(_row) FILTER (WHERE {" OR ".join(f"({condition})" for _, condition in _BAD_FIELDS)})
+        AS first_bad
+FROM {STAGE}
+"""  # noqa: S608 (constant text)
+_BAD_FIELD: Final = f"""
+SELECT CASE {" ".join(f"WHEN {condition} THEN '{field}'" for field, condition in _BAD_FIELDS)}
+END FROM {STAGE} WHERE _row = $3
+"""  # noqa: S608 (constant text)
+_REPEATED_ID: Final = f"""
+SELECT message_id, min(_row) AS first_row, max(_row) AS last_row FROM {STAGE}
 WHERE message_id IS NOT NULL GROUP BY message_id HAVING count(*) > 1 ORDER BY 2 LIMIT 1
-"""
+"""  # noqa: S608 (constant text)
+
+
+class _Staged(NamedTuple):
+    """What the check of the staging table found: its row count, and whether every row
+    carries a message id (if not, the new ids are drawn in file order)."""
+
+    total: int
+    all_have_ids: bool
 
 
 def _copy_error(exc: asyncpg.PostgresError) -> MalformedImportError:
@@ -127,8 +154,8 @@ class ImportManager:
                 await conn.copy_records_to_table(
                     STAGE, records=self._batches(fmt, path, mapping), columns=MESSAGE_FIELDS
                 )
-            total = await self._check_stage(conn)
-            counts = await self._merge(conn, merge_strategy, total)
+            staged = await self._check_stage(conn)
+            counts = await self._merge(conn, merge_strategy, staged)
         return counts
 
     # -- staging ----------------------------------------------------------------------------
@@ -172,25 +199,27 @@ class ImportManager:
                 names_seen[keys] = renamed
             yield coerce_row(dict(zip(renamed, raw.values(), strict=True)), row, limit)
 
-    async def _check_stage(self, conn: Any) -> int:
-        bad = await conn.fetchrow(_FIRST_BAD, self.max_field_bytes, MAX_CONVERSATION_ID_CHARS)
-        if bad is not None:
+    async def _check_stage(self, conn: Any) -> _Staged:
+        limits = (self.max_field_bytes, MAX_CONVERSATION_ID_CHARS)
+        survey = await conn.fetchrow(_SURVEY, *limits)
+        if survey["first_bad"] is not None:
+            row = survey["first_bad"]
+            field = await conn.fetchval(_BAD_FIELD, *limits, row)
             raise MalformedImportError(
-                "missing, empty, out of range or too large", row=bad["_row"], field=bad["bad"]
+                "missing, empty, out of range or too large", row=row, field=field
             )
-        repeated = await conn.fetchrow(_REPEATED_ID)
-        if repeated is not None:
+        if survey["distinct_ids"] < survey["with_id"]:
+            repeated = await conn.fetchrow(_REPEATED_ID)
             raise MalformedImportError(
                 f"message_id {repeated['message_id']} appears again at row {repeated['last_row']}",
                 row=repeated["first_row"],
                 field="message_id",
             )
-        total: int = await conn.fetchval(f"SELECT count(*) FROM {STAGE}")  # noqa: S608
-        return total
+        return _Staged(survey["total"], all_have_ids=survey["with_id"] == survey["total"])
 
     # -- merging ----------------------------------------------------------------------------
 
-    async def _merge(self, conn: Any, strategy: str, total: int) -> ImportCounts:
+    async def _merge(self, conn: Any, strategy: str, staged: _Staged) -> ImportCounts:
         table = self.history.table
         sequence = await conn.fetchval(self.history._sequence_sql)
         if strategy == "append":
@@ -216,7 +245,9 @@ class ImportManager:
                 " WHERE message_id IS NULL OR NOT EXISTS "  # noqa: S608 (quoted identifiers)
                 f"(SELECT 1 FROM {table} AS stored WHERE stored.id = {STAGE}.message_id)"
             )
-        insert = f"INSERT INTO {table} (id, {_TEXT_COLUMNS}, metadata) {source} ORDER BY _row"
+        insert = f"INSERT INTO {table} (id, {_TEXT_COLUMNS}, metadata) {source}"
+        if not staged.all_have_ids:
+            insert += " ORDER BY _row"  # new ids are drawn in file order
         if strategy == "replace":
             updates = ", ".join(
                 f"{name} = EXCLUDED.{name}" for name in (*_TEXT_COLUMNS.split(", "), "metadata")
@@ -238,6 +269,7 @@ class ImportManager:
             "nextval($1::regclass)))",
             sequence,
         )
+        total = staged.total
         return ImportCounts(total, inserted, updated, total - inserted - updated)
 
 

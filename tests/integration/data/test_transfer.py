@@ -279,6 +279,71 @@ async def test_cv5_malformed_files_name_row_and_field_and_import_nothing(
     assert await history.get_conversation_history("c") == []
 
 
+CSV_HEADER = (
+    "message_id,conversation_id,timestamp,user_input,agent_response,response_time_ms,metadata\n"
+)
+GOOD_CSV_ROW = '1,c,2026-01-01T00:00:00Z,a,b,1,"{}"\n'
+# Rows Postgres parses but the staging check refuses (CSV is read by Postgres, so these
+# reach the stage): each names its field, on the file's second row. max_field_bytes is 16.
+STAGE_REFUSALS: list[tuple[str, str]] = [
+    ('2,,2026-01-01T00:00:00Z,a,b,1,"{}"\n', "conversation_id"),
+    (f'2,{"c" * 257},2026-01-01T00:00:00Z,a,b,1,"{{}}"\n', "conversation_id"),
+    ('2,c,,a,b,1,"{}"\n', "timestamp"),
+    (f'2,c,2026-01-01T00:00:00Z,{"é" * 9},b,1,"{{}}"\n', "user_input"),
+    ('2,c,2026-01-01T00:00:00Z,a,,1,"{}"\n', "agent_response"),
+    ('2,c,2026-01-01T00:00:00Z,a,b,Infinity,"{}"\n', "response_time_ms"),
+    ('2,c,2026-01-01T00:00:00Z,a,b,NaN,"{}"\n', "response_time_ms"),
+    ('0,c,2026-01-01T00:00:00Z,a,b,1,"{}"\n', "message_id"),
+    ('2,c,2026-01-01T00:00:00Z,a,b,1,"[1]"\n', "metadata"),
+    ('2,c,2026-01-01T00:00:00Z,a,b,1,"{""k"": ""0123456789abcdef""}"\n', "metadata"),
+]
+
+
+@pytest.mark.parametrize(("row", "field"), STAGE_REFUSALS)
+async def test_cv5_csv_rows_refused_by_the_staging_check_name_row_and_field(
+    history: ConversationHistoryUnit, tmp_path: Path, row: str, field: str
+) -> None:
+    """CV5: what the typed staging columns accept but a message may not hold is refused,
+    naming the row and field, and nothing is stored."""
+    path = tmp_path / "bad.csv"
+    path.write_text(CSV_HEADER + GOOD_CSV_ROW + row, encoding="utf-8")
+    importer = ImportManager(history, max_field_bytes=16)
+    with pytest.raises(MalformedImportError, match=rf"row 2, field '{field}'"):
+        await importer.import_conversations(path, "csv")
+    assert await history.get_conversation_history("c") == []
+
+
+async def test_cv5_a_message_id_repeated_in_a_csv_file_names_both_rows(
+    history: ConversationHistoryUnit, tmp_path: Path
+) -> None:
+    """CV5: an id given twice in one file is refused (which copy would win is undefined)."""
+    path = tmp_path / "twice.csv"
+    repeat = '1,c,2026-01-01T00:00:01Z,again,b,1,"{}"\n'
+    path.write_text(CSV_HEADER + GOOD_CSV_ROW + repeat.replace("1,c", "2,c", 1) + repeat)
+    with pytest.raises(MalformedImportError, match=r"row 1, field 'message_id'.*again at row 3"):
+        await ImportManager(history).import_conversations(path, "csv")
+    assert await history.get_conversation_history("c") == []
+
+
+async def test_cv5_rows_without_a_message_id_get_new_ids_in_file_order(
+    history: ConversationHistoryUnit, tmp_path: Path
+) -> None:
+    """CV5: ids drawn for rows that carry none follow the file's order; given ids are kept."""
+    lines = [
+        f'{"" if i % 3 else 1000 + i},c,2026-01-01T00:00:00Z,{i:02d},b,1,"{{}}"\n'
+        for i in range(30)
+    ]
+    path = tmp_path / "mixed.csv"
+    path.write_text(CSV_HEADER + "".join(lines))
+    counts = await ImportManager(history).import_conversations(path, "csv")
+    assert counts.inserted == 30
+    stored = await history.get_conversation_history("c", 100)
+    given = {int(m.user_input): m.message_id for m in stored if int(m.user_input) % 3 == 0}
+    assert given == {i: 1000 + i for i in range(0, 30, 3)}
+    drawn = sorted((m.message_id, int(m.user_input)) for m in stored if int(m.user_input) % 3)
+    assert [position for _, position in drawn] == [i for i in range(30) if i % 3]
+
+
 async def test_cv5_parquet_with_the_wrong_schema_is_refused(
     history: ConversationHistoryUnit, tmp_path: Path
 ) -> None:
