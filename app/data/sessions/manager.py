@@ -142,7 +142,7 @@ class SessionManager:
             secrets.token_urlsafe(SESSION_ID_BYTES),
             user,
             fields,
-            timeout_us=config.timeout_us,
+            timeout_us=self._timeout_us,
             max_sessions=config.max_sessions,
             max_per_user=config.max_sessions_per_user,
             reject=config.policy == "reject",

@@ -4,8 +4,10 @@ relay per sink, the bus and Redis pub/sub as sinks."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 from collections.abc import AsyncIterator
+from typing import Any
 
 import asyncpg
 import pytest
@@ -39,6 +41,25 @@ async def checkpoint(pool: asyncpg.Pool, name: str) -> int | None:
 async def make_documents(store: EntityStore, count: int) -> None:
     for n in range(count):
         await store.create("document", {"title": f"d{n}"})
+
+
+@contextlib.asynccontextmanager
+async def two_relays(
+    database: str, sink: RecordingSink, **options: Any
+) -> AsyncIterator[tuple[Relay, Relay]]:
+    """Two relays for one sink, each on a pool of its own (as in two processes); both are
+    stopped and their pools closed on the way out."""
+    first_pool = await asyncpg.create_pool(database, min_size=1, max_size=2)
+    second_pool = await asyncpg.create_pool(database, min_size=1, max_size=2)
+    first = Relay(first_pool, sink, standby_retry_s=0.05, **options)
+    second = Relay(second_pool, sink, standby_retry_s=0.05, **options)
+    try:
+        yield first, second
+    finally:
+        await first.stop()
+        await second.stop()
+        await first_pool.close()
+        await second_pool.close()
 
 
 async def test_d7_bus_gets_every_event_in_order_with_its_id(
@@ -101,12 +122,8 @@ async def test_d7_a_failing_sink_keeps_the_checkpoint_and_retries(
 async def test_d7_one_active_relay_per_sink(store: EntityStore, database: str) -> None:
     """D7: two relays for one sink (as in two processes): one publishes; when it stops the
     other takes over from the checkpoint; each event is delivered once."""
-    first_pool = await asyncpg.create_pool(database, min_size=1, max_size=2)
-    second_pool = await asyncpg.create_pool(database, min_size=1, max_size=2)
     shared = RecordingSink("shared")
-    first = Relay(first_pool, shared, poll_interval_s=0.05, standby_retry_s=0.05)
-    second = Relay(second_pool, shared, poll_interval_s=0.05, standby_retry_s=0.05)
-    try:
+    async with two_relays(database, shared, poll_interval_s=0.05) as (first, second):
         await first.start()
         await eventually(lambda: first.status().active, what="the first relay active")
         await second.start()
@@ -117,11 +134,6 @@ async def test_d7_one_active_relay_per_sink(store: EntityStore, database: str) -
         await make_documents(store, 10)
         await eventually(lambda: len(shared.events) == 20, what="the standby taking over")
         assert second.status().active
-    finally:
-        await first.stop()
-        await second.stop()
-        await first_pool.close()
-        await second_pool.close()
     assert shared.positions == list(range(1, 21))
 
 
@@ -131,12 +143,8 @@ async def test_d7_a_stopped_relay_finishes_its_batch_in_flight(
     """D7: a relay stopped while a batch is on its way waits for the sink's acknowledgement
     and moves its checkpoint first; the relay taking over sends none of that batch again."""
     await make_documents(store, 100)
-    first_pool = await asyncpg.create_pool(database, min_size=1, max_size=2)
-    second_pool = await asyncpg.create_pool(database, min_size=1, max_size=2)
     shared = SlowSink("shared-slow")
-    first = Relay(first_pool, shared, batch_size=40, standby_retry_s=0.05)
-    second = Relay(second_pool, shared, batch_size=40, standby_retry_s=0.05)
-    try:
+    async with two_relays(database, shared, batch_size=40) as (first, second):
         await first.start()
         async with asyncio.timeout(10):
             await shared.started.wait()
@@ -145,11 +153,6 @@ async def test_d7_a_stopped_relay_finishes_its_batch_in_flight(
         assert len(shared.events) == 40, "the stop cut the batch in flight short"
         assert await checkpoint(pool, "relay:shared-slow") == 40
         await eventually(lambda: len(shared.events) >= 100, what="the standby taking over")
-    finally:
-        await first.stop()
-        await second.stop()
-        await first_pool.close()
-        await second_pool.close()
     assert shared.positions == list(range(1, 101))
 
 
